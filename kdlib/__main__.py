@@ -1,0 +1,69 @@
+"""Command line: ``python -m kdlib run <experiment> --preset P --out DIR [--data PATH] [--seeds ...]``.
+
+Runs the experiment's notebook headlessly (papermill), leaving the executed notebook beside
+results.json and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .experiments import NOTEBOOKS
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, seeds: list[int] | None = None,
+                 teacher_epochs: int | None = None, student_epochs: int | None = None, device: str | None = None,
+                 kernel_name: str = "python3") -> Path:
+    import papermill
+
+    notebook = NOTEBOOK_DIR / NOTEBOOKS[experiment]
+    if not notebook.exists():
+        raise FileNotFoundError(f"{notebook} is missing: run from a clone of the kdlib repository")
+    out.mkdir(parents=True, exist_ok=True)
+    parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": str(Path(data).resolve()) if data else None,
+                  "SEEDS": seeds, "TEACHER_EPOCHS": teacher_epochs, "STUDENT_EPOCHS": student_epochs, "DEVICE": device}
+    executed = out / notebook.name
+    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name,
+                               cwd=str(notebook.parent), progress_bar=False, log_output=False)
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute an experiment's notebook headlessly")
+    run.add_argument("experiment", choices=sorted(NOTEBOOKS))
+    run.add_argument("--preset", default="demo", choices=("demo", "quick", "full"))
+    run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
+    run.add_argument("--data", help="dataset folder (default: search /kaggle/input, then download)")
+    run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
+    run.add_argument("--teacher-epochs", type=int)
+    run.add_argument("--student-epochs", type=int)
+    run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
+    args = parser.parse_args(argv)
+
+    if args.data and not Path(args.data).exists():
+        parser.error(f"--data {args.data!r} does not exist")
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        executed = run_notebook(args.experiment, args.preset, args.out, args.data, args.seeds, args.teacher_epochs,
+                                args.student_epochs, args.device)
+    except PapermillExecutionError as exc:
+        print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+              f"the partly executed notebook is {args.out / NOTEBOOKS[args.experiment]}; results computed so far "
+              f"stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
+        return 1
+    results = json.loads((args.out / "results.json").read_text())
+    print((args.out / "results.txt").read_text())
+    print(f"executed notebook: {executed}\nresults: {args.out / 'results.json'} ({len(results['runs'])} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

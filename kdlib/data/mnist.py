@@ -1,0 +1,191 @@
+"""MNIST from wherever it is (IDX or CSV, any Kaggle mount layout, a download), and the embedded
+scikit-learn digits for the offline ``demo`` preset."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import runtime
+from .discovery import match_roles
+from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from .splits import CorruptDataError, DataNotFoundError, ImageSplits, carve_validation
+
+N_VAL_FULL = 5000
+_SEP = r"[-_.]"
+# hojjatk/mnist-dataset says train-images.idx3-ubyte, torchvision train-images-idx3-ubyte[.gz].
+_IDX_ROLES = {
+    f"{split}_{kind}": re.compile(rf"{prefix}{_SEP}{kind}{_SEP}{code}{_SEP}ubyte(\.gz)?")
+    for split, prefix in (("train", "train"), ("test", "(?:t10k|test)"))
+    for kind, code in (("images", "idx3"), ("labels", "idx1"))
+}
+# A single unsplit pair (for example a sample of the test set): images-idx3-ubyte.gz + labels-idx1-ubyte.gz.
+_SINGLE_ROLES = {
+    "images": re.compile(rf"images{_SEP}idx3{_SEP}ubyte(\.gz)?"),
+    "labels": re.compile(rf"labels{_SEP}idx1{_SEP}ubyte(\.gz)?"),
+}
+_CSV_ROLES = {"train_csv": re.compile(r"mnist_train\.csv"), "test_csv": re.compile(r"mnist_test\.csv")}
+
+HELP = (
+    "MNIST was not found. On Kaggle: 'Add Input' > Datasets > 'hojjatk/mnist-dataset' (IDX files) or "
+    "'oddrationale/mnist-in-csv' (CSV). Elsewhere: pass DATA_DIR (notebook) or --data (CLI) pointing at a folder "
+    "holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and "
+    "t10k-labels-idx1-ubyte[.gz] (or mnist_train.csv / mnist_test.csv), or run with internet access so "
+    "torchvision can download it. For an offline try-out use PRESET='demo' (the embedded scikit-learn digits)."
+)
+
+
+def _pick(paths: list[Path]) -> Path:
+    # Prefer the shallowest path, then the uncompressed file (no need to decompress twice).
+    return sorted(paths, key=lambda p: (len(p.parts), p.suffix == ".gz", str(p)))[0]
+
+
+def _rank(key: tuple[str, ...]) -> tuple:
+    # Fashion-MNIST ships files with the same names; never take it for MNIST when MNIST is there.
+    return ("fashion" in "/".join(key).lower(), key)
+
+
+def find_mnist_files(root: str | Path) -> dict[str, Path] | None:
+    """The files of one complete MNIST copy below root, as {role: path} with a 'format' entry, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    found: list[tuple[tuple, dict]] = []
+    groups = match_roles(root, {**_IDX_ROLES, **_CSV_ROLES, **_SINGLE_ROLES})
+    for key, roles in groups.items():
+        if all(r in roles for r in _IDX_ROLES):
+            found.append((_rank(key) + (0,), {"format": "idx", **{r: _pick(roles[r]) for r in _IDX_ROLES}}))
+        elif all(r in roles for r in _CSV_ROLES):
+            found.append((_rank(key) + (1,), {"format": "csv", **{r: _pick(roles[r]) for r in _CSV_ROLES}}))
+        elif all(r in roles for r in _SINGLE_ROLES):
+            found.append((_rank(key) + (2,), {"format": "idx-single", **{r: _pick(roles[r]) for r in _SINGLE_ROLES}}))
+    if not found:
+        return None
+    return sorted(found, key=lambda item: item[0])[0][1]
+
+
+def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """oddrationale/mnist-in-csv: a header row, then 'label' and 784 pixel columns per row."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=np.int64)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CorruptDataError(f"{path}: not a readable MNIST CSV ({exc})") from exc
+    if frame.shape[1] != 785 or frame.columns[0].strip().lower() != "label":
+        raise CorruptDataError(f"{path}: expected a 'label' column and 784 pixel columns, got {frame.shape[1]} columns")
+    values = frame.to_numpy()
+    if values.min() < 0 or values[:, 1:].max() > 255 or values[:, 0].max() > 9:
+        raise CorruptDataError(f"{path}: values out of range (labels 0-9, pixels 0-255 expected)")
+    return values[:, 1:].astype(np.uint8).reshape(-1, 28, 28), values[:, 0]
+
+
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise CorruptDataError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+    if images.shape[1:] != (28, 28):
+        raise CorruptDataError(f"{images_path}: images are {images.shape[1:]}, MNIST's are 28x28")
+    if labels.max(initial=0) > 9:
+        raise CorruptDataError(f"{labels_path}: label {labels.max()} out of range 0-9")
+    return images, labels
+
+
+def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def _download(cache: Path) -> dict[str, Path] | None:
+    """torchvision's download, when the network allows; None otherwise."""
+    import torchvision
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        torchvision.datasets.MNIST(cache, train=True, download=True)
+        torchvision.datasets.MNIST(cache, train=False, download=True)
+    except Exception:  # no network, a firewall, a mirror down: all mean "not available here"
+        return None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return find_mnist_files(cache)
+
+
+def locate_mnist(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
+    """Find MNIST: in data_dir if given, else under the input root (/kaggle/input), else download."""
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.exists():
+            raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} does not exist. {HELP}")
+        files = find_mnist_files(data_dir)
+        if files is None:
+            raise DataNotFoundError(f"no MNIST files in {str(data_dir)!r}. {HELP}")
+        return files
+    searched = [runtime.input_root()]
+    files = find_mnist_files(runtime.input_root())
+    if files is None and download:
+        cache = Path.home() / ".cache" / "kdlib" / "mnist"
+        searched.append(cache)
+        files = find_mnist_files(cache) or _download(cache)
+    if files is None:
+        raise DataNotFoundError(f"{HELP} Searched: {', '.join(map(str, searched))}.")
+    return files
+
+
+def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,
+               download: bool = True) -> ImageSplits:
+    """MNIST as train / validation / test.
+
+    The validation split is carved from train by a seeded permutation (5,000 images for the full set);
+    the official test split is left untouched. A single unsplit IDX pair is split 80/20 into
+    train/test first, then validation is carved from that train part (10% unless n_val is given).
+    """
+    files = locate_mnist(data_dir, download)
+    fmt = files["format"]
+    if fmt == "idx":
+        train = _read_pair(files["train_images"], files["train_labels"])
+        test = _read_pair(files["test_images"], files["test_labels"])
+        source = str(files["train_images"].parent)
+    elif fmt == "csv":
+        train, test = read_mnist_csv(files["train_csv"]), read_mnist_csv(files["test_csv"])
+        source = str(files["train_csv"].parent)
+    else:
+        images, labels = _read_pair(files["images"], files["labels"])
+        x, y = _tensors(images, labels)
+        n_test = len(y) // 5
+        train_x, train_y, test_x, test_y = carve_validation(x, y, n_test, seed=10_000 + seed)
+        n_val = n_val or max(1, len(train_y) // 10)
+        train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
+        return ImageSplits(
+            f"MNIST sample ({len(y)} images from {files['images'].name}, split 80/20 train/test)",
+            str(files["images"].parent), train_x, train_y, val_x, val_y, test_x, test_y,
+        )
+    train_x, train_y = _tensors(*train)
+    test_x, test_y = _tensors(*test)
+    n_val = n_val or (N_VAL_FULL if len(train_y) >= 50_000 else max(1, len(train_y) // 10))
+    train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
+    return ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y)
+
+
+DIGITS_NAME = "digits (scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28; not MNIST)"
+
+
+def load_digits_28(seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1) -> ImageSplits:
+    """scikit-learn's embedded handwritten digits, shaped like MNIST: each 8x8 image (0-16) is scaled to
+    0-255 and resized to 20x20 inside a 28x28 frame, as MNIST centres its digits in a 20x20 box."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
+    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+    x = F.pad(x, (4, 4, 4, 4)).round().clamp_(0, 255).to(torch.uint8)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    train_x, train_y, test_x, test_y = carve_validation(x, y, int(round(len(y) * test_fraction)), seed=10_000 + seed)
+    train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, int(round(len(y) * val_fraction)), seed)
+    return ImageSplits(DIGITS_NAME, "sklearn.datasets.load_digits", train_x, train_y, val_x, val_y, test_x, test_y)

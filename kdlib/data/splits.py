@@ -1,0 +1,67 @@
+"""The in-memory form every loader returns: uint8 images and int64 labels per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No dataset where we looked; the message says what to attach or pass."""
+
+
+class CorruptDataError(ValueError):
+    """A dataset file exists but is truncated or malformed; the message names the file."""
+
+
+@dataclass
+class ImageSplits:
+    """Train / validation / test images (N, C, H, W) uint8 and labels (N,) int64, on the CPU."""
+
+    name: str
+    source: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
+
+    def __post_init__(self):
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+            if x.dtype != torch.uint8 or x.ndim != 4 or y.dtype != torch.int64 or len(x) != len(y):
+                raise ValueError(f"{split}: expected uint8 (N,C,H,W) images and int64 (N,) labels")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.train_x.shape[1])
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images in [0, 1], used for normalisation."""
+        x = self.train_x.float().div_(255)
+        return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+
+    def info(self) -> dict:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "n_train": len(self.train_y),
+            "n_val": len(self.val_y),
+            "n_test": len(self.test_y),
+        }
+
+
+def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int):
+    """Split (x, y) into train and validation parts by a seeded permutation."""
+    if not 0 < n_val < len(y):
+        raise ValueError(f"validation size {n_val} must be between 1 and {len(y) - 1}")
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]

@@ -1,0 +1,3 @@
+"""Knowledge-distillation losses and objectives that plug into ``kdlib.train.fit``."""
+
+from .kd import KDObjective, kd_loss, precompute_teacher_logits  # noqa: F401

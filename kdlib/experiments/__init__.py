@@ -1,0 +1,6 @@
+"""Experiments: presets and the steps a notebook calls, one module per notebook."""
+
+# experiment name (as given to `python -m kdlib run`) -> notebook in notebooks/
+NOTEBOOKS = {
+    "mnist-kd": "01_mnist_kd.ipynb",
+}

@@ -1,0 +1,69 @@
+"""Steps shared by every experiment: train one model once, test it once, remember the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .. import runtime
+from ..data.device_loader import DeviceLoader
+from ..data.splits import ImageSplits
+from ..evaluate import confusion_matrix, loss_and_accuracy, per_class_accuracy, predict_logits
+from ..models import count_parameters, create_model
+from ..train import FitResult, Objective, TrainConfig, atomic_write_json, fit
+
+
+def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
+    out = Path(out_dir) if out_dir else runtime.default_out_dir(experiment)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    return out
+
+
+def make_test_loader(data: ImageSplits, device: torch.device, config: TrainConfig) -> DeviceLoader:
+    mean, std = data.channel_stats()
+    return DeviceLoader(data.test_x, data.test_y, config.eval_batch_size, device, mean, std,
+                        channels_last=config.channels_last)
+
+
+def train_and_test(method: str, model_name: str, data: ImageSplits, config: TrainConfig, out_dir: Path,
+                   device: torch.device, objective: Objective | None = None, model: nn.Module | None = None,
+                   **model_kwargs) -> tuple[nn.Module, dict]:
+    """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
+    the test split once. Checkpoints and the record live in ``out_dir/runs/<method>-seed<seed>/``:
+    calling again resumes an interrupted run, or returns a finished one without touching test data."""
+    run_dir = Path(out_dir) / "runs" / f"{method}-seed{config.seed}"
+    # Seed before building the model, so its initial weights depend on the seed alone.
+    runtime.seed_everything(config.seed, config.deterministic)
+    model = model or create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans, **model_kwargs)
+    result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir,
+                            desc=f"{method} seed {config.seed}")
+    record_path = run_dir / "record.json"
+    if record_path.exists():
+        return model, json.loads(record_path.read_text())
+    precision = runtime.select_precision(device, config.amp)
+    logits, labels = predict_logits(model, make_test_loader(data, device, config), precision)
+    _, test_acc = loss_and_accuracy(logits, labels)
+    predictions = logits.argmax(1).numpy()
+    np.save(run_dir / "test_predictions.npy", predictions)
+    cm = confusion_matrix(predictions, labels.numpy(), data.num_classes)
+    record = {
+        "method": method,
+        "model": model_name,
+        "params": count_parameters(model),
+        "seed": config.seed,
+        "test_accuracy": test_acc,
+        "val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch + 1,
+        "train_seconds": result.train_seconds,
+        "epochs": config.epochs,
+        "per_class_accuracy": per_class_accuracy(cm).tolist(),
+        "confusion_matrix": cm.tolist(),
+        "history": result.history,
+    }
+    atomic_write_json(record, record_path)
+    return model, record

@@ -1,0 +1,38 @@
+"""One way to get any model: ``create_model(name, num_classes=..., in_chans=...)``, as in timm.
+
+Names registered here are our MNIST-sized networks; ``timm:<name>`` passes through to timm.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int = 10, in_chans: int = 1, **kwargs) -> nn.Module:
+    if name.startswith("timm:"):
+        import timm
+
+        return timm.create_model(name[5:], num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())} or 'timm:<name>'")
+    return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+from . import mnist_nets  # noqa: E402,F401  (registers the models)

@@ -1,0 +1,70 @@
+"""Networks for 28x28 grayscale digits: the ResNet-18 teacher and two small students."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torchvision
+
+from . import register_model
+
+
+@register_model
+def resnet18_mnist(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
+    """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool, so 28x28 inputs keep
+    their resolution through the first stage (about 11.2M parameters)."""
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1, groups: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+@register_model
+def simplecnn(num_classes: int = 10, in_chans: int = 1) -> nn.Module:
+    """Five plain 3x3 conv layers, two max-pools, global average pooling (about 130k parameters)."""
+    return nn.Sequential(
+        _conv_bn_relu(in_chans, 32),
+        _conv_bn_relu(32, 32),
+        nn.MaxPool2d(2),
+        _conv_bn_relu(32, 64),
+        _conv_bn_relu(64, 64),
+        nn.MaxPool2d(2),
+        _conv_bn_relu(64, 112),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(112, num_classes),
+    )
+
+
+class DepthwiseSeparable(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(_conv_bn_relu(cin, cin, stride, groups=cin), _conv_bn_relu(cin, cout, kernel=1))
+
+
+# (output channels, stride) of the depthwise-separable blocks: MobileNet-v1's first six, which at
+# 28x28 already reach a 7x7 map.
+MOBILENET_STUDENT_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 1))
+
+
+@register_model
+def mobilenet_student(num_classes: int = 10, in_chans: int = 1, width: float = 1.0) -> nn.Module:
+    """MobileNet-style student: 3x3 stem then depthwise-separable blocks (about 273k parameters at
+    width 1.0, about 40x fewer than ``resnet18_mnist``). ``width`` scales every layer's channels."""
+
+    def ch(c: int) -> int:
+        return max(8, int(round(c * width)))
+
+    layers: list[nn.Module] = [_conv_bn_relu(in_chans, ch(32))]
+    cin = ch(32)
+    for cout, stride in MOBILENET_STUDENT_BLOCKS:
+        layers.append(DepthwiseSeparable(cin, ch(cout), stride))
+        cin = ch(cout)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)

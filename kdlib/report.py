@@ -1,0 +1,245 @@
+"""results.json, results.csv, a plain-text table, and the figures every notebook shows."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .evaluate import mean_std
+from .train import atomic_write_json
+
+RUN_FIELDS = ("method", "model", "params", "seed", "test_accuracy", "val_accuracy", "train_seconds", "epochs")
+SUMMARY_FIELDS = ("method", "model", "params", "n_seeds", "test_accuracy_mean", "test_accuracy_std", "retention",
+                  "compression")
+
+
+def summarize(runs: list[dict], reference: str = "teacher") -> list[dict]:
+    """One row per method, in order of first appearance: mean and sample std over seeds of the test
+    accuracy, retention (mean accuracy / the reference's mean accuracy) and compression (the
+    reference's parameters / the method's)."""
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    by_method = {m: [r for r in runs if r["method"] == m] for m in methods}
+    ref_runs = by_method.get(reference)
+    ref_acc = mean_std([r["test_accuracy"] for r in ref_runs])[0] if ref_runs else None
+    ref_params = ref_runs[0]["params"] if ref_runs else None
+    summary = []
+    for method, rs in by_method.items():
+        acc_mean, acc_std = mean_std([r["test_accuracy"] for r in rs])
+        summary.append({
+            "method": method,
+            "model": rs[0]["model"],
+            "params": rs[0]["params"],
+            "n_seeds": len(rs),
+            "seeds": [r["seed"] for r in rs],
+            "test_accuracy_mean": acc_mean,
+            "test_accuracy_std": acc_std,
+            "val_accuracy_mean": mean_std([r["val_accuracy"] for r in rs])[0],
+            "train_seconds_mean": mean_std([r["train_seconds"] for r in rs])[0],
+            "retention": acc_mean / ref_acc if ref_acc else None,
+            "compression": ref_params / rs[0]["params"] if ref_params else None,
+        })
+    return summary
+
+
+def build_results(experiment: str, preset: str, dataset: dict, hardware: dict, runs: list[dict],
+                  config: dict | None = None, reference: str = "teacher", **extra) -> dict:
+    return {
+        "experiment": experiment,
+        "preset": preset,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "kdlib_version": __version__,
+        "dataset": dataset,
+        "hardware": hardware,
+        "config": config or {},
+        "runs": runs,
+        "summary": summarize(runs, reference),
+        **extra,
+    }
+
+
+def validate_results(results: dict) -> list[str]:
+    """Problems with a results dict against the schema every notebook keeps; empty when valid."""
+    problems = []
+    for key in ("experiment", "preset", "dataset", "hardware", "runs", "summary"):
+        if key not in results:
+            problems.append(f"missing top-level key {key!r}")
+    for key in ("name", "source", "n_train", "n_val", "n_test"):
+        if key not in results.get("dataset", {}):
+            problems.append(f"dataset lacks {key!r}")
+    for kind, fields, accs in (("runs", RUN_FIELDS, ("test_accuracy", "val_accuracy")),
+                               ("summary", SUMMARY_FIELDS, ("test_accuracy_mean",))):
+        rows = results.get(kind, [])
+        if not rows:
+            problems.append(f"{kind} is empty")
+        for i, row in enumerate(rows):
+            problems += [f"{kind}[{i}] lacks {f!r}" for f in fields if f not in row]
+            problems += [f"{kind}[{i}].{a}={row.get(a)!r} is not a fraction in [0, 1]" for a in accs
+                         if a in row and not (isinstance(row[a], (int, float)) and 0.0 <= row[a] <= 1.0)]
+    return problems
+
+
+def summary_frame(results: dict) -> pd.DataFrame:
+    """The summary as a table for people: accuracies in percent."""
+    rows = []
+    for s in results["summary"]:
+        std = s["test_accuracy_std"]
+        rows.append({
+            "method": s["method"],
+            "model": s["model"],
+            "params": f"{s['params']:,}",
+            "seeds": s["n_seeds"],
+            "test acc (%)": f"{100 * s['test_accuracy_mean']:.2f}" + (f" ± {100 * std:.2f}" if std is not None else ""),
+            "retention (%)": f"{100 * s['retention']:.1f}" if s.get("retention") is not None else "",
+            "compression": f"{s['compression']:.1f}x" if s.get("compression") is not None else "",
+            "train s (mean)": f"{s['train_seconds_mean']:.1f}",
+        })
+    return pd.DataFrame(rows)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_results(results: dict, out_dir: str | Path) -> dict[str, Path]:
+    """results.json (everything), results.csv (one row per run), results.txt (the summary table)."""
+    problems = validate_results(results)
+    if problems:
+        raise ValueError("results do not match the schema: " + "; ".join(problems))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "csv": out / "results.csv", "txt": out / "results.txt"}
+    atomic_write_json(json.loads(json.dumps(results, default=_json_default)), paths["json"])
+    pd.DataFrame([{k: r.get(k) for k in RUN_FIELDS} for r in results["runs"]]).to_csv(paths["csv"], index=False)
+    header = f"{results['experiment']} ({results['preset']} preset) on {results['dataset']['name']}\n"
+    paths["txt"].write_text(header + summary_frame(results).to_string(index=False) + "\n")
+    return paths
+
+
+# ---- figures -------------------------------------------------------------------------------------------
+
+def _plt():
+    # Imported late: matplotlib picks the inline backend in a notebook and Agg on a headless machine.
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path | None):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def plot_accuracy(summary: list[dict], path=None, title: str = "Test accuracy (mean ± sample std over seeds)"):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = [s["method"] for s in summary]
+    means = np.array([100 * s["test_accuracy_mean"] for s in summary])
+    stds = np.array([100 * (s["test_accuracy_std"] or 0.0) for s in summary])
+    bars = ax.bar(names, means, yerr=stds, capsize=4, color="#4C72B0")
+    for bar, m in zip(bars, means):
+        ax.annotate(f"{m:.2f}", (bar.get_x() + bar.get_width() / 2, m), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 3), textcoords="offset points")
+    low = max(0.0, float((means - stds).min()) - 5)
+    ax.set_ylim(low, 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_retention(summary: list[dict], path=None):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    rows = [s for s in summary if s.get("retention") is not None]
+    ax.bar([s["method"] for s in rows], [100 * s["retention"] for s in rows], color="#55A868")
+    for s in rows:
+        ax.annotate(f"{100 * s['retention']:.1f}% / {s['compression']:.0f}x smaller", (s["method"], 100 * s["retention"]),
+                    ha="center", va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
+    ax.axhline(100, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(max(0.0, min(100 * s["retention"] for s in rows) - 5), 102)
+    ax.set_ylabel("retention: accuracy / teacher's (%)")
+    ax.set_title("Accuracy retained, and compression against the teacher")
+    return _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path=None):
+    plt = _plt()
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_histories(histories: dict[str, list[dict]], path=None, key: str = "val_accuracy"):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, history in histories.items():
+        ax.plot([h["epoch"] for h in history], [100 * h[key] for h in history], marker="o", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key.replace("_", " ") + " (%)")
+    ax.set_title("Validation accuracy per epoch")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_samples(x, y, classes: list[str], path=None, n: int = 20, title: str = ""):
+    """A strip of the first n images with their labels."""
+    plt = _plt()
+    n = min(n, len(y))
+    fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n * 0.45, 2.2))
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.axis("off")
+        if i < n:
+            img = np.asarray(x[i]).transpose(1, 2, 0).squeeze()
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            ax.set_title(classes[int(y[i])], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.05) -> dict:
+    """Difference of test accuracy between two methods over the seeds both ran, with a paired t-test
+    when there are at least two such seeds, and a sentence whose wording follows the numbers."""
+    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+    seeds = sorted({s for m, s in acc if m == method} & {s for m, s in acc if m == baseline})
+    if not seeds:
+        raise ValueError(f"no seed ran both {method!r} and {baseline!r}")
+    diffs = np.array([acc[(method, s)] - acc[(baseline, s)] for s in seeds])
+    p_value = None
+    if len(seeds) >= 2 and np.any(diffs != diffs[0]):
+        from scipy.stats import ttest_rel
+
+        p_value = float(ttest_rel([acc[(method, s)] for s in seeds], [acc[(baseline, s)] for s in seeds]).pvalue)
+    mean = float(diffs.mean())
+    text = f"{method} - {baseline}: {100 * mean:+.2f} points of test accuracy (mean over {len(seeds)} seed(s))"
+    if p_value is None:
+        text += "; too few seeds (or identical differences) for a paired test, so no claim of a difference is made."
+    elif p_value < alpha:
+        text += f"; paired t-test p = {p_value:.3g} < {alpha}: the difference is significant at this level."
+    else:
+        text += f"; paired t-test p = {p_value:.3g} >= {alpha}: the difference is not significant."
+    return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
+            "text": text}

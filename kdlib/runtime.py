@@ -1,0 +1,131 @@
+"""Where we run (Kaggle / Colab / local), which device and precision, seeding, input/output paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Tests (and users with unusual mounts) point this at a folder laid out like /kaggle/input.
+INPUT_ROOT_ENV = "KDLIB_INPUT_ROOT"
+KAGGLE_INPUT = Path("/kaggle/input")
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def detect_platform() -> str:
+    """'kaggle', 'colab' or 'local'."""
+    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or KAGGLE_WORKING.is_dir():
+        return "kaggle"
+    if "google.colab" in sys.modules:
+        return "colab"
+    return "local"
+
+
+def input_root() -> Path:
+    """The folder under which attached datasets are searched (``/kaggle/input`` unless overridden)."""
+    return Path(os.environ.get(INPUT_ROOT_ENV) or KAGGLE_INPUT)
+
+
+def default_out_dir(experiment: str) -> Path:
+    """Kaggle keeps only what is under /kaggle/working; elsewhere results go to ./runs."""
+    if detect_platform() == "kaggle":
+        return KAGGLE_WORKING / experiment
+    return Path("runs") / experiment
+
+
+def select_device(preferred: str | None = None) -> torch.device:
+    """``preferred`` ('cpu', 'cuda', 'cuda:1', 'mps') or the best available device."""
+    if preferred:
+        device = torch.device(preferred)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"DEVICE={preferred!r} was asked for but no CUDA GPU is visible. "
+                "On Kaggle: Settings > Accelerator > GPU T4 x2; on Colab: Runtime > Change runtime type; "
+                "or set DEVICE=None to run on the CPU."
+            )
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Mixed-precision settings for one device."""
+
+    device_type: str
+    amp_dtype: torch.dtype | None  # None: plain fp32
+    use_grad_scaler: bool
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.amp_dtype]
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(self.device_type, enabled=self.use_grad_scaler)
+
+
+def select_precision(device: torch.device, amp: str = "auto") -> Precision:
+    """fp16 autocast + GradScaler on CUDA; bf16 (no scaler) only where the GPU supports it.
+
+    ``amp``: 'auto' (bf16 where supported, else fp16 — a T4 gets fp16), 'fp16', 'bf16' or 'off'.
+    The CPU always trains in fp32: CPU autocast is slower than fp32 for these small convnets.
+    """
+    if amp not in ("auto", "fp16", "bf16", "off"):
+        raise ValueError(f"amp={amp!r}: expected 'auto', 'fp16', 'bf16' or 'off'")
+    if device.type != "cuda" or amp == "off":
+        return Precision(device.type, None, False)
+    bf16_ok = torch.cuda.is_bf16_supported(including_emulation=False)
+    if amp == "bf16" and not bf16_ok:
+        raise ValueError(f"amp='bf16' but {torch.cuda.get_device_name(device)} has no bf16 support; use 'fp16'")
+    if amp == "bf16" or (amp == "auto" and bf16_ok):
+        return Precision("cuda", torch.bfloat16, False)
+    return Precision("cuda", torch.float16, True)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch. ``deterministic`` trades speed for bitwise-repeatable GPU runs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this workspace setting to be deterministic (see torch.use_deterministic_algorithms).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+
+
+def hardware_info(device: torch.device | None = None) -> dict:
+    """What ran: recorded in every results.json."""
+    device = device or select_device()
+    info = {
+        "platform": detect_platform(),
+        "device": str(device),
+        "device_name": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+        "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["gpu_names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info

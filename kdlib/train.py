@@ -1,0 +1,285 @@
+"""The one training loop every experiment uses.
+
+Algorithms plug in as an ``Objective``: given the model and a batch it returns the loss to
+back-propagate (plain cross-entropy, KD, and later AST's selective step). The loop owns everything
+else: optimiser, schedule, mixed precision, progress, validation, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import runtime
+from .data.device_loader import DeviceLoader, RandomAffine
+from .data.splits import ImageSplits
+from .evaluate import loss_and_accuracy, predict_logits
+
+
+@dataclass
+class TrainConfig:
+    """Plain values with defaults; every field can be overridden from a notebook or the CLI."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # on conv and linear weights; not on BatchNorm parameters and biases
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero, stepped every batch
+    label_smoothing: float = 0.0
+    augment_shift: float = 0.0  # random translation in pixels; 0 with the two below: no augmentation
+    augment_rotate: float = 0.0  # degrees
+    augment_scale: tuple[float, float] = (1.0, 1.0)
+    eval_batch_size: int = 1024
+    amp: str = "auto"  # see runtime.select_precision
+    channels_last: bool = True
+    seed: int = 0
+    deterministic: bool = False
+    progress: bool = True
+
+    def augmentation(self) -> RandomAffine | None:
+        if self.augment_shift == 0 and self.augment_rotate == 0 and tuple(self.augment_scale) == (1.0, 1.0):
+            return None
+        return RandomAffine(self.augment_shift, self.augment_rotate, tuple(self.augment_scale))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["augment_scale"] = list(self.augment_scale)
+        return d
+
+
+# Fields that may change between an interrupted run and its resumption without changing the result.
+_RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
+
+
+class StepOutput(NamedTuple):
+    loss: torch.Tensor  # scalar to back-propagate
+    logits: torch.Tensor  # logits of the samples that were learned from, for running accuracy
+    targets: torch.Tensor  # their labels
+
+
+class Objective:
+    """Cross-entropy on the whole batch. Algorithms subclass this and override ``step``."""
+
+    name = "ce"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput:
+        logits = model(x)
+        return StepOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def epoch_stats(self) -> dict:
+        """Extra per-epoch values for the history (an algorithm's temperature, activation rate...)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: linear from 1/warmup_steps up to 1, then cosine down to 0 at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+    )
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """``weights_only=True``: a checkpoint from elsewhere cannot run code when loaded."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}). Delete it to train this run "
+            "again from the start, or point OUT_DIR somewhere else."
+        ) from exc
+
+
+@dataclass
+class FitResult:
+    history: list[dict]
+    best_epoch: int  # 0-based
+    best_val_accuracy: float
+    train_seconds: float  # wall-clock of the training passes, validation excluded
+    resumed_from_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Objective | None = None,
+        device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
+        callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train") -> FitResult:
+    """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
+
+    With ``checkpoint_dir`` every epoch is saved (``last.pt``) and the best by validation accuracy
+    (``best.pt``); calling ``fit`` again with the same folder resumes after the last saved epoch and
+    ends with the same weights as an uninterrupted run. On return the model holds the best weights.
+    """
+    device = device or runtime.select_device()
+    precision = runtime.select_precision(device, config.amp)
+    objective = objective or Objective(config.label_smoothing)
+    runtime.seed_everything(config.seed, config.deterministic)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+
+    mean, std = data.channel_stats()
+    train_loader = DeviceLoader(data.train_x, data.train_y, config.batch_size, device, mean, std, shuffle=True,
+                                drop_last=len(data.train_y) > config.batch_size, augment=config.augmentation(),
+                                seed=config.seed, channels_last=config.channels_last)
+    val_loader = DeviceLoader(data.val_x, data.val_y, config.eval_batch_size, device, mean, std,
+                              channels_last=config.channels_last)
+    steps_per_epoch = len(train_loader)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
+    optimizer = build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps, total_steps))
+    scaler = precision.grad_scaler()
+
+    history: list[dict] = []
+    best_val, best_epoch, train_seconds, start_epoch = -1.0, -1, 0.0, 0
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
+    last_path = ckpt_dir / "last.pt" if ckpt_dir else None
+    if last_path is not None and last_path.exists():
+        state = load_checkpoint(last_path)
+        saved = {k: v for k, v in state["config"].items() if k not in _RESUME_FREE_FIELDS}
+        wanted = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE_FIELDS}
+        if saved != wanted:
+            changed = {k: (saved.get(k), wanted.get(k)) for k in wanted if saved.get(k) != wanted.get(k)}
+            raise CheckpointError(
+                f"{last_path} was written with a different configuration {changed} (saved -> now). "
+                "Use another OUT_DIR for the new configuration, or delete the folder to start over."
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        objective.load_state_dict(state["objective"])
+        history, best_val, best_epoch = state["history"], state["best_val_accuracy"], state["best_epoch"]
+        train_seconds, start_epoch = state["train_seconds"], state["epoch"] + 1
+    resumed_from = start_epoch
+
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc, disable=not config.progress,
+               dynamic_ncols=True, mininterval=1.0)
+    for epoch in range(start_epoch, config.epochs):
+        # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.
+        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        train_loader.set_epoch(epoch)
+        objective.on_epoch_start(epoch)
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        _sync(device)
+        t0 = time.perf_counter()
+        for step, (x, y, index) in enumerate(train_loader):
+            with precision.autocast():
+                out = objective.step(model, x, y, index)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            n = len(out.targets)
+            loss_sum += out.loss.detach().float() * n
+            correct += (out.logits.detach().argmax(1) == out.targets).sum()
+            seen += n
+            bar.update(1)
+            if step % 25 == 0 or step == steps_per_epoch - 1:
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss_sum.item() / max(seen, 1):.4f}",
+                                acc=f"{correct.item() / max(seen, 1):.4f}", lr=f"{scheduler.get_last_lr()[0]:.4f}",
+                                img_s=f"{(step + 1) * config.batch_size / max(elapsed, 1e-9):.0f}")
+        _sync(device)
+        epoch_seconds = time.perf_counter() - t0
+        train_seconds += epoch_seconds
+        val_logits, val_labels = predict_logits(model, val_loader, precision)
+        val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
+        record = {
+            "epoch": epoch + 1,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": loss_sum.item() / max(seen, 1),
+            "train_accuracy": correct.item() / max(seen, 1),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "epoch_seconds": epoch_seconds,
+            "images_per_second": steps_per_epoch * config.batch_size / max(epoch_seconds, 1e-9),
+            **objective.epoch_stats(),
+        }
+        history.append(record)
+        if val_acc > best_val:
+            best_val, best_epoch = val_acc, epoch
+            if ckpt_dir:
+                atomic_save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}, ckpt_dir / "best.pt")
+            else:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if ckpt_dir:
+            atomic_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
+                "history": history, "best_val_accuracy": best_val, "best_epoch": best_epoch,
+                "train_seconds": train_seconds, "config": config.to_dict(),
+            }, last_path)
+            atomic_write_json(history, ckpt_dir / "history.json")
+        for callback in callbacks:
+            callback(epoch, record)
+    bar.close()
+
+    if ckpt_dir and (ckpt_dir / "best.pt").exists():
+        model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", map_location=device)["model"])
+    elif best_epoch >= 0 and resumed_from < config.epochs:
+        model.load_state_dict(best_state)
+    return FitResult(history, best_epoch, best_val, train_seconds, resumed_from)

@@ -1,0 +1,85 @@
+"""ipywidgets explorers for the notebooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import runtime
+from .data.device_loader import DeviceLoader
+from .data.splits import ImageSplits
+from .evaluate import predict_logits
+
+
+def softened_distribution(logits, temperature: float) -> np.ndarray:
+    """softmax(logits / T): T = 1 is the model's own distribution, larger T spreads it out."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def entropy_bits(p: np.ndarray) -> float:
+    p = np.asarray(p, dtype=np.float64)
+    return float(-(p * np.log2(np.clip(p, 1e-300, None))).sum())
+
+
+class TemperatureExplorer:
+    """A temperature slider and a digit picker over the teacher's logits on test digits."""
+
+    def __init__(self, teacher: torch.nn.Module, data: ImageSplits, device: torch.device, n_digits: int = 100,
+                 channels_last: bool = True):
+        n = min(n_digits, len(data.test_y))
+        mean, std = data.channel_stats()
+        loader = DeviceLoader(data.test_x[:n], data.test_y[:n], 256, device, mean, std, channels_last=channels_last)
+        logits, labels = predict_logits(teacher, loader, runtime.select_precision(device))
+        self.logits, self.labels = logits.numpy(), labels.numpy()
+        self.images, self.classes = data.test_x[:n, 0].numpy(), data.classes
+
+    def figure(self, index: int, temperature: float):
+        import matplotlib.pyplot as plt
+
+        p = softened_distribution(self.logits[index], temperature)
+        p1 = softened_distribution(self.logits[index], 1.0)
+        fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1, 3]})
+        ax_img.imshow(self.images[index], cmap="gray")
+        ax_img.set_title(f"test digit #{index} (label {self.classes[self.labels[index]]})", fontsize=9)
+        ax_img.axis("off")
+        x = np.arange(len(p))
+        ax_bar.bar(x - 0.2, p1, width=0.4, color="#cccccc", label="T = 1")
+        ax_bar.bar(x + 0.2, p, width=0.4, color="#C44E52", label=f"T = {temperature:.2g}")
+        ax_bar.set_xticks(x, self.classes)
+        ax_bar.set_ylim(0, 1)
+        ax_bar.set_ylabel("teacher probability")
+        ax_bar.set_title(f"softmax(logits / T): entropy {entropy_bits(p):.2f} bits (T=1: {entropy_bits(p1):.2f})",
+                         fontsize=9)
+        ax_bar.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def widget(self):
+        import ipywidgets as widgets
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        digit = widgets.IntSlider(value=0, min=0, max=len(self.labels) - 1, description="digit #")
+        temp = widgets.FloatLogSlider(value=4.0, base=10, min=-0.3, max=1.3, step=0.02, description="T")
+        out = widgets.Output()
+
+        def redraw(*_):
+            with out:
+                out.clear_output(wait=True)
+                fig = self.figure(digit.value, temp.value)
+                display(fig)
+                plt.close(fig)
+
+        digit.observe(redraw, names="value")
+        temp.observe(redraw, names="value")
+        redraw()
+        return widgets.VBox([widgets.HBox([digit, temp]), out])
+
+
+def temperature_explorer(teacher, data, device, n_digits: int = 100):
+    return TemperatureExplorer(teacher, data, device, n_digits).widget()
