@@ -25,8 +25,13 @@ class RandomAffine:
         self.max_shift, self.max_rotate_deg, self.scale = max_shift, max_rotate_deg, scale
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, _, h, w = x.shape
-        u = torch.rand(n, 4, generator=generator, device=x.device, dtype=torch.float32) * 2 - 1
+        u = torch.rand(len(x), 4, generator=generator, device=x.device, dtype=torch.float32) * 2 - 1
+        return self.apply(x, u)
+
+    def apply(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The transform for draws u in [-1, 1]^(N x 4): rotation, scale, x shift, y shift.
+        u = +1 in a shift column moves the content max_shift pixels towards the origin (up / left)."""
+        _, _, h, w = x.shape
         angle = u[:, 0] * math.radians(self.max_rotate_deg)
         s = self.scale[0] + (u[:, 1] + 1) / 2 * (self.scale[1] - self.scale[0])
         # affine_grid works in [-1, 1] coordinates: a shift of k pixels is 2k / size.

@@ -29,8 +29,11 @@ def walk_files(root: Path, max_depth: int = MAX_DEPTH):
 
 def dataset_key(root: Path, path: Path) -> tuple[str, ...]:
     """The attached dataset a file belongs to: ('<slug>',), ('datasets', owner, slug) or
-    ('competitions', slug); files directly in root belong to ()."""
+    ('competitions', slug); files directly in root belong to (). A file inside a folder of its own name
+    (as some MNIST mirrors ship it) belongs where that folder is."""
     parts = path.relative_to(root).parts[:-1]
+    if parts and parts[-1] == path.name:
+        parts = parts[:-1]
     if parts and parts[0] == "datasets" and len(parts) >= 3:
         return parts[:3]
     if parts and parts[0] == "competitions" and len(parts) >= 2:

@@ -50,13 +50,8 @@ def _rank(key: tuple[str, ...]) -> tuple:
     return ("fashion" in "/".join(key).lower(), key)
 
 
-def find_mnist_files(root: str | Path) -> dict[str, Path] | None:
-    """The files of one complete MNIST copy below root, as {role: path} with a 'format' entry, or None."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    found: list[tuple[tuple, dict]] = []
-    groups = match_roles(root, {**_IDX_ROLES, **_CSV_ROLES, **_SINGLE_ROLES})
+def _complete_sets(groups: dict) -> list[tuple[tuple, dict]]:
+    found = []
     for key, roles in groups.items():
         if all(r in roles for r in _IDX_ROLES):
             found.append((_rank(key) + (0,), {"format": "idx", **{r: _pick(roles[r]) for r in _IDX_ROLES}}))
@@ -64,9 +59,20 @@ def find_mnist_files(root: str | Path) -> dict[str, Path] | None:
             found.append((_rank(key) + (1,), {"format": "csv", **{r: _pick(roles[r]) for r in _CSV_ROLES}}))
         elif all(r in roles for r in _SINGLE_ROLES):
             found.append((_rank(key) + (2,), {"format": "idx-single", **{r: _pick(roles[r]) for r in _SINGLE_ROLES}}))
-    if not found:
+    return sorted(found, key=lambda item: item[0])
+
+
+def find_mnist_files(root: str | Path) -> dict[str, Path] | None:
+    """The files of one complete MNIST copy below root, as {role: path} with a 'format' entry, or None.
+
+    Files are grouped by attached dataset (the Kaggle mount layouts), so two datasets' files are never mixed.
+    """
+    root = Path(root)
+    if not root.is_dir():
         return None
-    return sorted(found, key=lambda item: item[0])[0][1]
+    groups = match_roles(root, {**_IDX_ROLES, **_CSV_ROLES, **_SINGLE_ROLES})
+    found = _complete_sets(groups)
+    return found[0][1] if found else None
 
 
 def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +104,7 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
 
 
 def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+    return torch.from_numpy(np.array(images, copy=True)).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
 def _download(cache: Path) -> dict[str, Path] | None:

@@ -1,0 +1,71 @@
+"""Generators of small dataset files in the real on-disk formats and layouts."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdlib.data.idx import IMAGES_MAGIC, LABELS_MAGIC
+
+TORCHVISION_NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+                     "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+# hojjatk/mnist-dataset: a dot before idx, and (in some mirrors) each file inside a folder of its own name.
+HOJJATK_NAMES = {"train_images": "train-images.idx3-ubyte", "train_labels": "train-labels.idx1-ubyte",
+                 "test_images": "t10k-images.idx3-ubyte", "test_labels": "t10k-labels.idx1-ubyte"}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    magic = IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC
+    return struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def fake_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose content encodes the label (a bright row at the label's position), so that a
+    mix-up of images and labels would be visible."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 30, (n, 28, 28)).astype(np.uint8)
+    images[np.arange(n), 4 + 2 * labels, :] = 255
+    return images, labels
+
+
+def write_idx_dataset(folder: Path, n_train: int = 60, n_test: int = 20, names=TORCHVISION_NAMES, gz: bool = False,
+                      nested: bool = False, seed: int = 0) -> dict[str, Path]:
+    arrays = {}
+    arrays["train_images"], arrays["train_labels"] = fake_digits(n_train, seed)
+    arrays["test_images"], arrays["test_labels"] = fake_digits(n_test, seed + 1)
+    paths = {}
+    for role, name in names.items():
+        fname = name + (".gz" if gz else "")
+        path = folder / fname / fname if nested else folder / fname
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = idx_bytes(arrays[role])
+        path.write_bytes(gzip.compress(data) if gz else data)
+        paths[role] = path
+    return paths
+
+
+def write_csv_dataset(folder: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
+        images, labels = fake_digits(n, s)
+        header = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
+        rows = [",".join(map(str, [labels[i], *images[i].ravel()])) for i in range(n)]
+        path = folder / f"mnist_{split}.csv"
+        path.write_text(header + "\n" + "\n".join(rows) + "\n")
+        paths[split] = path
+    return paths
+
+
+@pytest.fixture
+def input_root(tmp_path, monkeypatch) -> Path:
+    """An empty stand-in for /kaggle/input."""
+    root = tmp_path / "kaggle" / "input"
+    root.mkdir(parents=True)
+    monkeypatch.setenv("KDLIB_INPUT_ROOT", str(root))
+    return root

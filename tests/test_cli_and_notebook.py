@@ -1,0 +1,57 @@
+"""The MNIST notebook executed end to end in its demo preset, as `python -m kdlib run` does it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kdlib import report
+from kdlib.__main__ import main
+from kdlib.experiments import NOTEBOOKS, mnist_kd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS.values()))
+def test_notebook_contract(name):
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for parameter in ("PRESET", "DATA_DIR", "OUT_DIR", "SEEDS"):
+        assert f"{parameter} =" in tagged[0].source
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+
+def test_bad_parameters_are_explained(tmp_path, capsys):
+    with pytest.raises(ValueError, match="demo, quick, full"):
+        mnist_kd.make_config("huge")
+    with pytest.raises(ValueError, match="epochs"):
+        mnist_kd.make_config("demo", student_epochs=0)
+    with pytest.raises(SystemExit):
+        main(["run", "mnist-kd", "--out", str(tmp_path), "--data", str(tmp_path / "missing")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.notebook
+def test_demo_notebook_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "mnist-kd", "--preset", "demo", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert report.validate_results(results) == []
+    assert results["experiment"] == "mnist-kd" and results["preset"] == "demo"
+    assert "digits" in results["dataset"]["name"] and "not MNIST" in results["dataset"]["name"]
+    assert [s["method"] for s in results["summary"]] == ["teacher", "direct", "kd"]
+    assert {r["method"] for r in results["runs"]} == {"teacher", "direct", "kd"}
+    kd = next(s for s in results["summary"] if s["method"] == "kd")
+    assert kd["n_seeds"] == 2 and kd["compression"] > 35
+    assert all(r["test_accuracy"] > 0.5 for r in results["runs"])  # everything learned something
+    for figure in ("samples", "accuracy", "retention", "val_accuracy", "confusion_teacher", "confusion_kd"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+    executed = nbformat.read(out / "01_mnist_kd.ipynb", as_version=4)
+    assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
+    assert (out / "results.csv").exists() and (out / "results.txt").exists()

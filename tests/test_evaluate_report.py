@@ -1,0 +1,81 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kdlib import report
+from kdlib.evaluate import confusion_matrix, mean_std, per_class_accuracy
+
+
+def test_confusion_and_per_class_hand_case():
+    labels = [0, 0, 1, 1, 1, 2]
+    preds = [0, 1, 1, 1, 0, 2]
+    cm = confusion_matrix(preds, labels, 4)
+    assert cm.tolist() == [[1, 1, 0, 0], [1, 2, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    acc = per_class_accuracy(cm)
+    assert acc[:3].tolist() == [0.5, pytest.approx(2 / 3), 1.0] and math.isnan(acc[3])
+
+
+def test_mean_and_sample_std():
+    mean, std = mean_std([0.97, 0.98, 0.99])
+    assert mean == pytest.approx(0.98) and std == pytest.approx(0.01)  # ddof = 1
+    assert mean_std([0.5]) == (0.5, None)
+
+
+def _runs():
+    return [
+        {"method": "teacher", "model": "big", "params": 1000, "seed": 0, "test_accuracy": 0.99, "val_accuracy": 0.98,
+         "train_seconds": 10.0, "epochs": 3},
+        *[{"method": m, "model": "small", "params": 25, "seed": s, "test_accuracy": a, "val_accuracy": a,
+           "train_seconds": 1.0, "epochs": 5}
+          for m, s, a in [("direct", 0, 0.90), ("direct", 1, 0.92), ("direct", 2, 0.91),
+                          ("kd", 0, 0.95), ("kd", 1, 0.96), ("kd", 2, 0.955)]],
+    ]
+
+
+def test_summary_retention_and_compression():
+    summary = {s["method"]: s for s in report.summarize(_runs())}
+    assert summary["teacher"]["retention"] == pytest.approx(1.0) and summary["teacher"]["compression"] == 1.0
+    assert summary["kd"]["test_accuracy_mean"] == pytest.approx(0.955)
+    assert summary["kd"]["test_accuracy_std"] == pytest.approx(0.005)
+    assert summary["kd"]["retention"] == pytest.approx(0.955 / 0.99)
+    assert summary["direct"]["compression"] == pytest.approx(40.0) and summary["direct"]["n_seeds"] == 3
+
+
+def test_write_results_and_schema(tmp_path):
+    results = report.build_results("x", "demo", {"name": "d", "source": "s", "n_train": 1, "n_val": 1, "n_test": 1},
+                                   {"device": "cpu"}, _runs())
+    paths = report.write_results(results, tmp_path)
+    loaded = json.loads(paths["json"].read_text())
+    assert report.validate_results(loaded) == []
+    assert paths["csv"].read_text().splitlines()[0] == ",".join(report.RUN_FIELDS)
+    assert "kd" in paths["txt"].read_text()
+    bad = dict(results, runs=[dict(_runs()[0], test_accuracy=99.0)])
+    assert any("not a fraction" in p for p in report.validate_results(bad))
+    with pytest.raises(ValueError, match="schema"):
+        report.write_results(bad, tmp_path)
+
+
+def test_comparison_wording_follows_the_numbers():
+    results = {"runs": _runs()}
+    c = report.compare_methods(results, "kd", "direct")
+    assert c["difference_mean"] == pytest.approx(0.045) and c["p_value"] < 0.05 and "significant at" in c["text"]
+    # kd - direct per seed: +0.02, -0.02, +0.01: a mean of +0.33 points that a paired test cannot tell from 0
+    mixed = [dict(r, test_accuracy=d["test_accuracy"] + delta)
+             for r in _runs() if r["method"] == "kd"
+             for d, delta in [(next(x for x in _runs() if x["method"] == "direct" and x["seed"] == r["seed"]),
+                               {0: 0.02, 1: -0.02, 2: 0.01}[r["seed"]])]]
+    c = report.compare_methods({"runs": [r for r in _runs() if r["method"] == "direct"] + mixed}, "kd", "direct")
+    assert c["p_value"] > 0.05 and "not significant" in c["text"]
+    single = report.compare_methods({"runs": [r for r in _runs() if r["seed"] == 0]}, "kd", "direct")
+    assert single["p_value"] is None and "no claim" in single["text"]
+
+
+def test_figures_are_written(tmp_path):
+    summary = report.summarize(_runs())
+    report.plot_accuracy(summary, tmp_path / "a.png")
+    report.plot_retention(summary, tmp_path / "r.png")
+    report.plot_confusion(np.eye(3, dtype=int) * 5, ["a", "b", "c"], "cm", tmp_path / "c.png")
+    report.plot_histories({"x": [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}]}, tmp_path / "h.png")
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("a.png", "r.png", "c.png", "h.png"))
