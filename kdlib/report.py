@@ -167,10 +167,11 @@ def plot_retention(summary: list[dict], path=None):
     rows = [s for s in summary if s.get("retention") is not None]
     ax.bar([s["method"] for s in rows], [100 * s["retention"] for s in rows], color="#55A868")
     for s in rows:
-        ax.annotate(f"{100 * s['retention']:.1f}% / {s['compression']:.0f}x smaller", (s["method"], 100 * s["retention"]),
+        ax.annotate(f"{100 * s['retention']:.1f}%, {s['compression']:.1f}x fewer params", (s["method"], 100 * s["retention"]),
                     ha="center", va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
     ax.axhline(100, color="grey", lw=0.8, ls="--")
-    ax.set_ylim(max(0.0, min(100 * s["retention"] for s in rows) - 5), 102)
+    values = [100 * s["retention"] for s in rows]
+    ax.set_ylim(max(0.0, min(values) - 5), max(values) + 2.5)
     ax.set_ylabel("retention: accuracy / teacher's (%)")
     ax.set_title("Accuracy retained, and compression against the teacher")
     return _save(fig, path)
