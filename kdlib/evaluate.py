@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ def predict_logits(model: torch.nn.Module, loader: DeviceLoader, precision: Prec
     logits, labels = [], []
     try:
         for x, y, _ in loader:
-            with precision.autocast() if precision else torch.autocast("cpu", enabled=False):
+            with precision.autocast() if precision else contextlib.nullcontext():
                 logits.append(model(x).float())
             labels.append(y)
     finally:

@@ -112,13 +112,24 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware_info(device: torch.device | None = None) -> dict:
     """What ran: recorded in every results.json."""
     device = device or select_device()
     info = {
         "platform": detect_platform(),
         "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": cpu_name(),
+        "cpu_name": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),

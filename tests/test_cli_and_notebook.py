@@ -55,3 +55,36 @@ def test_demo_notebook_end_to_end(tmp_path):
     executed = nbformat.read(out / "01_mnist_kd.ipynb", as_version=4)
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
     assert (out / "results.csv").exists() and (out / "results.txt").exists()
+
+
+@pytest.mark.notebook
+def test_notebook_on_mnist_files_with_augmentation(tmp_path):
+    """The real-data path: DATA_DIR with IDX files (hojjatk names, nested), the quick preset's augmentation
+    (so the KD teacher runs on every augmented batch), one epoch each."""
+    from conftest import HOJJATK_NAMES, write_idx_dataset
+
+    write_idx_dataset(tmp_path / "mnist-dataset", n_train=300, n_test=60, names=HOJJATK_NAMES, nested=True)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "mnist-kd", "--preset", "quick", "--out", str(out),
+                           "--data", str(tmp_path / "mnist-dataset"), "--seeds", "0", "1",
+                           "--teacher-epochs", "1", "--student-epochs", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert report.validate_results(results) == []
+    assert results["dataset"]["name"] == "MNIST (idx)"
+    assert (results["dataset"]["n_train"], results["dataset"]["n_val"], results["dataset"]["n_test"]) == (270, 30, 60)
+    assert results["config"]["student"]["augment_shift"] == 2.0
+    assert {(r["method"], r["seed"]) for r in results["runs"]} == {("teacher", 0), ("direct", 0), ("direct", 1),
+                                                                  ("kd", 0), ("kd", 1)}
+
+
+@pytest.mark.notebook
+def test_missing_data_fails_with_the_message_and_keeps_the_notebook(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["run", "mnist-kd", "--preset", "quick", "--out", str(tmp_path / "out"), "--data", str(empty)])
+    assert code == 1
+    executed = nbformat.read(tmp_path / "out" / "01_mnist_kd.ipynb", as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "DataNotFoundError" and "hojjatk/mnist-dataset" in errors[0]["evalue"]
