@@ -3,3 +3,4 @@ batch get a learning pass. (The selective step and accounting build on these.)""
 
 from .controller import PIController, select  # noqa: F401
 from .significance import significance  # noqa: F401
+from .objective import ASTObjective  # noqa: F401

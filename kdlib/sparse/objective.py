@@ -1,0 +1,123 @@
+"""The selective step: AST as an Objective of the one training loop.
+
+Per batch: score every sample, let the controller's threshold pick the significant ones, gather them
+into a physically smaller batch on the device, and run the learning forward and backward on that
+sub-batch only. Masking the loss of a full batch would save nothing.
+
+Scoring modes:
+- 'forward': a scoring forward of the whole batch (no_grad, eval mode, under the loop's autocast).
+  Step cost about (1 + 2a) / 3 of a full step at activation rate a.
+- 'stale': the significance recorded when each sample was last learned from (no extra forward, as
+  InfoBatch and Selective Backprop do); samples not yet seen score +inf, so each is learned from once.
+  Step cost about a.
+
+BatchNorm: the scoring forward runs in eval mode, so it neither uses nor updates batch statistics; the
+learning forward runs in train mode on the selected sub-batch, so running statistics follow the selected
+(harder) samples. Validation uses those running statistics.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..train import Objective, StepOutput
+from .controller import PIController, select
+from .significance import significance
+
+
+class ASTObjective(Objective):
+    name = "ast"
+
+    def __init__(self, num_samples: int, controller: PIController | None = None, scoring: str = "forward",
+                 warmup_epochs: int = 1, random_selection: bool = False,
+                 label_smoothing: float = 0.0, loss_weight: float = 0.7, entropy_weight: float = 0.3, seed: int = 0):
+        super().__init__(label_smoothing)
+        if scoring not in ("forward", "stale"):
+            raise ValueError(f"scoring={scoring!r}: expected 'forward' or 'stale'")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        self.controller = controller or PIController()
+        self.scoring, self.warmup_epochs = scoring, warmup_epochs
+        self.random_selection = random_selection
+        self.loss_weight, self.entropy_weight = loss_weight, entropy_weight
+        self.num_samples, self.seed = num_samples, seed
+        self.stale_scores = torch.full((num_samples,), float("inf"))
+        self.epoch = 0
+        self._reset_counters()
+
+    def _reset_counters(self) -> None:
+        self.forwarded = 0  # samples through any forward pass (scoring and learning)
+        self.backpropagated = 0  # samples in a learning forward + backward
+        self.batches = 0
+        self.thresholds: list[float] = []
+        self.rates: list[float] = []
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._reset_counters()
+        self._generator = None
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.epoch < self.warmup_epochs
+
+    def _scores(self, model, x, y, index) -> torch.Tensor:
+        if self.scoring == "stale":
+            return self.stale_scores.to(x.device)[index]
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits = model(x)
+        model.train(was_training)
+        self.forwarded += len(y)
+        return significance(logits, y, self.loss_weight, self.entropy_weight)
+
+    def _random_pick(self, n: int, device) -> torch.Tensor:
+        if self._generator is None or self._generator.device != torch.device(device).type:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed * 7919 + self.epoch)
+        k = max(1, round(self.controller.target * n))
+        return torch.randperm(n, generator=self._generator, device=device)[:k]
+
+    def step(self, model, x, y, index) -> StepOutput:
+        self.batches += 1
+        if self.in_warmup:
+            logits = model(x)
+            self.forwarded += len(y)
+            self.backpropagated += len(y)
+            self._record(index, logits, y)
+            return StepOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y)
+        if self.random_selection:
+            chosen, rate = self._random_pick(len(y), x.device), self.controller.target
+        else:
+            chosen, rate = select(self._scores(model, x, y, index), self.controller.threshold, self.controller.target)
+            self.controller.update(rate)
+        self.rates.append(rate)
+        self.thresholds.append(self.controller.threshold)
+        xs, ys = x[chosen], y[chosen]
+        logits = model(xs)
+        self.forwarded += len(ys)
+        self.backpropagated += len(ys)
+        self._record(index[chosen], logits, ys)
+        # The sub-batch is learned from as an ordinary batch (mean loss), as Selective Backprop does.
+        return StepOutput(F.cross_entropy(logits, ys, label_smoothing=self.label_smoothing), logits, ys)
+
+    def _record(self, index, logits, y) -> None:
+        if self.scoring == "stale":
+            self.stale_scores[index.cpu()] = significance(logits, y, self.loss_weight, self.entropy_weight).cpu()
+
+    def epoch_stats(self) -> dict:
+        return {
+            "samples_forwarded": self.forwarded,
+            "samples_backpropagated": self.backpropagated,
+            "activation_rate": sum(self.rates) / len(self.rates) if self.rates else 1.0,
+            "threshold": self.thresholds[-1] if self.thresholds else None,
+            "warmup": self.in_warmup,
+        }
+
+    def state_dict(self) -> dict:
+        return {"controller": self.controller.state_dict(), "stale_scores": self.stale_scores}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.controller.load_state_dict(state["controller"])
+        self.stale_scores = state["stale_scores"]

@@ -1,0 +1,88 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from kdlib.sparse import ASTObjective, PIController
+from kdlib.train import TrainConfig, fit
+from test_train import tiny_data
+
+
+class BatchSizeRecorder(nn.Module):
+    """A small model that records the batch size of every forward, and whether gradients were on."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                 nn.Flatten(), nn.Linear(4, 4))
+        self.calls: list[tuple[int, bool, bool]] = []
+
+    def forward(self, x):
+        self.calls.append((len(x), torch.is_grad_enabled(), self.training))
+        return self.net(x)
+
+
+CFG = dict(batch_size=32, lr=0.05, warmup_epochs=0, progress=False)
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_warmup_epochs_train_on_full_batches(warmup):
+    data = tiny_data(n_train=128, n_val=48)
+    model = BatchSizeRecorder()
+    objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=warmup)
+    result = fit(model, data, TrainConfig(epochs=4, **CFG), objective, device=torch.device("cpu"))
+    for epoch, record in enumerate(result.history):
+        if epoch < warmup:
+            assert record["warmup"] and record["samples_backpropagated"] == 128
+        else:
+            assert not record["warmup"] and record["samples_backpropagated"] < 128
+            assert record["samples_forwarded"] == 128 + record["samples_backpropagated"]
+
+
+def test_learning_pass_runs_on_the_physically_smaller_batch():
+    data = tiny_data(n_train=128, n_val=48)
+    model = BatchSizeRecorder()
+    fit(model, data, TrainConfig(epochs=2, **CFG), ASTObjective(128, PIController(target=0.25), warmup_epochs=0),
+        device=torch.device("cpu"))
+    train_calls = [c for c in model.calls if c[0] <= 32]  # validation forwards use larger batches
+    scoring = [c for c in train_calls if not c[1]]
+    learning = [c for c in train_calls if c[1]]
+    assert len(scoring) == len(learning) == 8  # 4 batches x 2 epochs
+    assert all(size == 32 and not training for size, _, training in scoring)  # eval mode: BN untouched
+    assert all(size < 32 and training for size, _, training in learning)
+
+
+def test_stale_mode_has_no_scoring_forward_and_learns_each_sample_first():
+    data = tiny_data(n_train=128, n_val=48)
+    model = BatchSizeRecorder()
+    objective = ASTObjective(128, PIController(target=0.25), scoring="stale", warmup_epochs=0)
+    result = fit(model, data, TrainConfig(epochs=3, **CFG), objective, device=torch.device("cpu"))
+    train_calls = [c for c in model.calls if c[0] <= 32]
+    assert all(grad for _, grad, _ in train_calls)  # no no_grad scoring forward
+    # unseen samples score +inf: in the first epoch every sample is selected
+    assert result.history[0]["samples_backpropagated"] == 128
+    assert result.history[2]["samples_backpropagated"] < 128
+    assert torch.isfinite(objective.stale_scores).all()
+    assert result.history[2]["samples_forwarded"] == result.history[2]["samples_backpropagated"]
+
+
+def test_random_control_selects_at_the_target_rate():
+    data = tiny_data(n_train=128, n_val=48)
+    objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=0, random_selection=True)
+    result = fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), objective, device=torch.device("cpu"))
+    assert all(r["samples_backpropagated"] == 4 * 8 for r in result.history)  # 25% of each 32-sample batch
+
+
+def test_controller_state_survives_a_checkpoint(tmp_path):
+    data = tiny_data(n_train=128, n_val=48)
+    a = ASTObjective(128, warmup_epochs=0, scoring="stale")
+    fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), a, device=torch.device("cpu"), checkpoint_dir=tmp_path)
+    b = ASTObjective(128, warmup_epochs=0, scoring="stale")
+    fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), b, device=torch.device("cpu"), checkpoint_dir=tmp_path)
+    assert b.controller.threshold == a.controller.threshold and torch.equal(b.stale_scores, a.stale_scores)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError):
+        ASTObjective(10, scoring="psychic")
+    with pytest.raises(ValueError):
+        ASTObjective(10, warmup_epochs=-1)
