@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
-from .data.device_loader import DeviceLoader, RandomAffine
+from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, RandomCropFlip
 from .data.splits import ImageSplits
+from .energy import EnergyMeter
 from .evaluate import loss_and_accuracy, predict_logits
 
 
@@ -42,6 +43,8 @@ class TrainConfig:
     augment_shift: float = 0.0  # random translation in pixels; 0 with the two below: no augmentation
     augment_rotate: float = 0.0  # degrees
     augment_scale: tuple[float, float] = (1.0, 1.0)
+    augment_crop_pad: int = 0  # random crop after this much reflect padding (CIFAR-style)
+    augment_flip: bool = False  # random horizontal flip
     eval_batch_size: int = 1024
     amp: str = "auto"  # see runtime.select_precision
     channels_last: bool = True
@@ -49,10 +52,16 @@ class TrainConfig:
     deterministic: bool = False
     progress: bool = True
 
-    def augmentation(self) -> RandomAffine | None:
-        if self.augment_shift == 0 and self.augment_rotate == 0 and tuple(self.augment_scale) == (1.0, 1.0):
+    def augmentation(self):
+        """The batched augmentation these settings describe, or None."""
+        steps = []
+        if self.augment_shift != 0 or self.augment_rotate != 0 or tuple(self.augment_scale) != (1.0, 1.0):
+            steps.append(RandomAffine(self.augment_shift, self.augment_rotate, tuple(self.augment_scale)))
+        if self.augment_crop_pad or self.augment_flip:
+            steps.append(RandomCropFlip(self.augment_crop_pad, self.augment_flip))
+        if not steps:
             return None
-        return RandomAffine(self.augment_shift, self.augment_rotate, tuple(self.augment_scale))
+        return steps[0] if len(steps) == 1 else ComposeBatch(steps)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -154,6 +163,16 @@ class FitResult:
     resumed_from_epoch: int = 0
     extra: dict = field(default_factory=dict)
 
+    @property
+    def energy_joules(self) -> float | None:
+        """GPU energy of the training passes (NVML); None where it could not be measured."""
+        values = [h.get("energy_joules") for h in self.history]
+        return None if not values or any(v is None for v in values) else float(sum(values))
+
+    @property
+    def samples_backpropagated(self) -> int:
+        return int(sum(h["samples_backpropagated"] for h in self.history))
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -211,6 +230,7 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
         history, best_val, best_epoch = state["history"], state["best_val_accuracy"], state["best_epoch"]
         train_seconds, start_epoch = state["train_seconds"], state["epoch"] + 1
     resumed_from = start_epoch
+    meter = EnergyMeter() if device.type == "cuda" else None
 
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc, disable=not config.progress,
                dynamic_ncols=True, mininterval=1.0)
@@ -224,6 +244,8 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         _sync(device)
+        if meter is not None:
+            meter.start()
         t0 = time.perf_counter()
         for step, (x, y, index) in enumerate(train_loader):
             with precision.autocast():
@@ -245,6 +267,7 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
                                 img_s=f"{(step + 1) * config.batch_size / max(elapsed, 1e-9):.0f}")
         _sync(device)
         epoch_seconds = time.perf_counter() - t0
+        energy = meter.stop() if meter is not None else None
         train_seconds += epoch_seconds
         val_logits, val_labels = predict_logits(model, val_loader, precision)
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
@@ -257,6 +280,9 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
             "val_accuracy": val_acc,
             "epoch_seconds": epoch_seconds,
             "images_per_second": steps_per_epoch * config.batch_size / max(epoch_seconds, 1e-9),
+            "energy_joules": energy,
+            "samples_forwarded": seen,
+            "samples_backpropagated": seen,
             **objective.epoch_stats(),
         }
         history.append(record)

@@ -69,3 +69,23 @@ def input_root(tmp_path, monkeypatch) -> Path:
     root.mkdir(parents=True)
     monkeypatch.setenv("KDLIB_INPUT_ROOT", str(root))
     return root
+
+
+def write_cifar_batches(folder: Path, per_batch: int = 20, seed: int = 0) -> Path:
+    """cifar-10-batches-py/ with data_batch_1..5 and test_batch as the python pickles (bytes keys, as the
+    originals written by Python 2 read under latin1). Image content encodes the label in the red channel."""
+    import pickle
+
+    target = folder / "cifar-10-batches-py"
+    target.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, per_batch)
+        data = rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8)
+        data[:, :1024] = (labels * 20)[:, None]  # red channel = 20 * label
+        entry = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
+                 b"filenames": [f"{i}.png".encode() for i in range(per_batch)]}
+        with open(target / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    (target / "batches.meta").write_bytes(b"")
+    return target

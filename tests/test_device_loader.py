@@ -58,3 +58,26 @@ def test_normalisation_and_layout():
     x, _, _ = next(iter(loader))
     assert torch.allclose(x[:, 0, 0, 0], (torch.arange(4) / 255 - 0.5) / 0.25)
     assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_crop_flip_hand_case():
+    from kdlib.data.device_loader import RandomCropFlip
+
+    x = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4).repeat(3, 2, 1, 1)
+    aug = RandomCropFlip(pad=1, padding_mode="constant")
+    offsets = torch.tensor([[1, 1], [0, 0], [2, 1]])  # (1, 1) is the identity crop
+    flips = torch.tensor([False, False, True])
+    y = aug.apply(x, offsets, flips)
+    assert torch.equal(y[0], x[0])
+    assert torch.equal(y[1, 0, 1:, 1:], x[1, 0, :3, :3]) and y[1, 0, 0].abs().sum() == 0  # moved down-right
+    assert torch.equal(y[2, 0, :3], x[2, 0, 1:].flip(1))  # moved up, then mirrored
+    assert torch.equal(y[:, 0], y[:, 1])  # every channel of a sample gets the same crop
+
+
+def test_crop_flip_random_and_seeded():
+    from kdlib.data.device_loader import RandomCropFlip
+
+    x = torch.rand(32, 3, 8, 8)
+    aug = RandomCropFlip(pad=2)
+    a, b = aug(x, torch.Generator().manual_seed(0)), aug(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)

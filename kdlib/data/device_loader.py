@@ -93,3 +93,54 @@ class DeviceLoader:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.prepare(self.x[idx], g if self.shuffle else None), self.y[idx], idx
+
+
+class RandomCropFlip:
+    """Random crop after padding, and random horizontal flip, for a whole batch in one gather.
+
+    The standard CIFAR augmentation (pad 4, crop back to size, flip with probability 1/2), done on the
+    device: per-sample offsets become index grids, so there is no loop over samples.
+    """
+
+    def __init__(self, pad: int = 4, flip: bool = True, padding_mode: str = "reflect"):
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        self.pad, self.flip, self.padding_mode = pad, flip, padding_mode
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n = len(x)
+        offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=generator, device=x.device)
+        flips = torch.rand(n, generator=generator, device=x.device) < 0.5 if self.flip else None
+        return self.apply(x, offsets, flips)
+
+    def apply(self, x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+        """offsets (N, 2): top and left corner in the padded image; flips (N,) bool or None."""
+        n, c, h, w = x.shape
+        p = self.pad
+        if p:
+            padded = F.pad(x, (p, p, p, p), mode=self.padding_mode)
+            rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (N, H)
+            cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (N, W)
+            x = padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
+                       rows[:, None, :, None], cols[:, None, None, :]]
+        if flips is not None:
+            x = torch.where(flips[:, None, None, None], x.flip(3), x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"RandomCropFlip(pad={self.pad}, flip={self.flip}, padding_mode={self.padding_mode!r})"
+
+
+class ComposeBatch:
+    """Batched augmentations applied in order, sharing the epoch's generator."""
+
+    def __init__(self, steps):
+        self.steps = list(steps)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for step in self.steps:
+            x = step(x, generator)
+        return x
+
+    def __repr__(self) -> str:
+        return f"ComposeBatch({self.steps})"

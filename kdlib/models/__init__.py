@@ -21,18 +21,21 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, num_classes: int = 10, in_chans: int = 1, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int = 10, in_chans: int | None = None, **kwargs) -> nn.Module:
+    """``in_chans`` None: the model's own default (1 for the MNIST nets, 3 for CIFAR and timm models)."""
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
     if name.startswith("timm:"):
         import timm
 
-        return timm.create_model(name[5:], num_classes=num_classes, in_chans=in_chans, **kwargs)
+        return timm.create_model(name[5:], num_classes=num_classes, **kwargs)
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())} or 'timm:<name>'")
-    return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return _REGISTRY[name](num_classes=num_classes, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from . import mnist_nets  # noqa: E402,F401  (registers the models)
+from . import small_nets  # noqa: E402,F401  (registers the models)

@@ -1,0 +1,149 @@
+"""CIFAR-10 from its python pickles (``cifar-10-batches-py/``), found under any mount layout or downloaded."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import socket
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import runtime
+from .discovery import match_roles
+from .splits import CorruptDataError, DataNotFoundError, ImageSplits, carve_validation
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# md5 of each file, as torchvision's CIFAR10 class verifies them.
+MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+N_VAL_FULL = 5000
+HELP = (
+    "CIFAR-10 was not found. On Kaggle: 'Add Input' > Datasets > 'pankrzysiu/cifar10-python'. Elsewhere: pass "
+    "DATA_DIR (notebook) or --data (CLI) pointing at a folder containing cifar-10-batches-py/ (data_batch_1..5 "
+    "and test_batch), or run with internet access so torchvision can download it. For an offline try-out use "
+    "PRESET='demo'."
+)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR's pickles hold a dict of numpy arrays, lists and strings; nothing else may be constructed
+    (a plain pickle.load of a file from elsewhere can run arbitrary code)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR batch")
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, 32, 32) uint8 images and (N,) labels from one pickled batch, checked."""
+    try:
+        with open(path, "rb") as f:
+            entry = _ArraysOnly(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+        raise CorruptDataError(f"{path}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}). "
+                               "The file is truncated or corrupt: re-download it or re-attach the dataset.") from exc
+    if not isinstance(entry, dict):
+        raise CorruptDataError(f"{path}: expected a dict with 'data' and 'labels', got {type(entry).__name__}")
+    entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+    data, labels = entry.get("data"), entry.get("labels")
+    if not isinstance(data, np.ndarray) or labels is None:
+        raise CorruptDataError(f"{path}: missing 'data' array or 'labels'")
+    labels = np.asarray(labels, dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        raise CorruptDataError(f"{path}: 'data' is {data.dtype} {data.shape} with {len(labels)} labels; "
+                               "expected uint8 (N, 3072) and N labels")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise CorruptDataError(f"{path}: labels out of range 0-9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_cifar10(root: str | Path) -> dict[str, Path] | None:
+    """{file name: path} of one complete cifar-10-batches-py set below root, or None."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    groups = match_roles(root, {name: re.compile(re.escape(name)) for name in MD5})
+    complete = [(key, roles) for key, roles in groups.items() if all(n in roles for n in MD5)]
+    if not complete:
+        return None
+    key, roles = sorted(complete, key=lambda kv: kv[0])[0]
+    # within one dataset, the files of one folder
+    folder = sorted({p.parent for p in roles["data_batch_1"]}, key=lambda p: (len(p.parts), str(p)))[0]
+    files = {name: folder / name for name in MD5}
+    return files if all(p.exists() for p in files.values()) else None
+
+
+def _download(cache: Path) -> dict[str, Path] | None:
+    import torchvision
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)
+    try:
+        torchvision.datasets.CIFAR10(cache, train=True, download=True)
+    except Exception:  # no network here
+        return None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return find_cifar10(cache)
+
+
+def locate_cifar10(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
+    if data_dir is not None:
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.exists():
+            raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} does not exist. {HELP}")
+        files = find_cifar10(data_dir)
+        if files is None:
+            raise DataNotFoundError(f"no complete cifar-10-batches-py in {str(data_dir)!r}. {HELP}")
+        return files
+    searched = [runtime.input_root()]
+    files = find_cifar10(runtime.input_root())
+    if files is None and download:
+        cache = Path.home() / ".cache" / "kdlib" / "cifar10"
+        searched.append(cache)
+        files = find_cifar10(cache) or _download(cache)
+    if files is None:
+        raise DataNotFoundError(f"{HELP} Searched: {', '.join(map(str, searched))}.")
+    return files
+
+
+def load_cifar10(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,
+                 download: bool = True, verify_md5: bool = True) -> ImageSplits:
+    """CIFAR-10 as train / validation (carved from train by a seeded permutation) / test."""
+    files = locate_cifar10(data_dir, download)
+    if verify_md5:
+        wrong = [name for name, path in files.items() if md5(path) != MD5[name]]
+        if wrong:
+            warnings.warn(f"CIFAR-10 files {wrong} in {files['test_batch'].parent} differ from the official "
+                          "checksums (data_manifests/cifar10.json); their structure checks passed, so they are used.")
+    train = [read_batch(files[name]) for name in TRAIN_FILES]
+    test_x, test_y = read_batch(files["test_batch"])
+    x = torch.from_numpy(np.concatenate([t[0] for t in train]))
+    y = torch.from_numpy(np.concatenate([t[1] for t in train]))
+    n_val = n_val or (N_VAL_FULL if len(y) >= 50_000 else max(1, len(y) // 10))
+    train_x, train_y, val_x, val_y = carve_validation(x, y, n_val, seed)
+    return ImageSplits("CIFAR-10", str(files["test_batch"].parent), train_x, train_y, val_x, val_y,
+                       torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), classes=list(CLASSES))
