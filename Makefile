@@ -20,6 +20,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m kdlib run mnist-kd --preset demo --out $(DEMO_OUT)/mnist-kd
+	$(PY) -m kdlib run cifar10-ast --preset demo --out $(DEMO_OUT)/cifar10-ast
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -29,6 +30,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mnist_loop.py
+	$(PY) benchmarks/bench_ast_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

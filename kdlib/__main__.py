@@ -14,11 +14,14 @@ from pathlib import Path
 from .experiments import NOTEBOOKS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+# command-line options that set a notebook's own parameters
+EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs"), "cifar10-ast": ("epochs", "target_rate", "scoring")}
 
 
-def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, seeds: list[int] | None = None,
-                 teacher_epochs: int | None = None, student_epochs: int | None = None, device: str | None = None,
-                 kernel_name: str = "python3") -> Path:
+def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, kernel_name: str = "python3",
+                 **parameters) -> Path:
+    """Execute the experiment's notebook with PRESET, OUT_DIR, DATA_DIR and any other parameters given (by
+    their lower-case names, e.g. seeds=[0, 1] sets SEEDS); parameters left None keep the notebook's defaults."""
     import papermill
 
     notebook = NOTEBOOK_DIR / NOTEBOOKS[experiment]
@@ -26,7 +29,7 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
         raise FileNotFoundError(f"{notebook} is missing: run from a clone of the kdlib repository")
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": str(Path(data).resolve()) if data else None,
-                  "SEEDS": seeds, "TEACHER_EPOCHS": teacher_epochs, "STUDENT_EPOCHS": student_epochs, "DEVICE": device}
+                  **{k.upper(): v for k, v in parameters.items() if v is not None}}
     executed = out / notebook.name
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name,
                                cwd=str(notebook.parent), progress_bar=False, log_output=False)
@@ -42,18 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
     run.add_argument("--data", help="dataset folder (default: search /kaggle/input, then download)")
     run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
-    run.add_argument("--teacher-epochs", type=int)
-    run.add_argument("--student-epochs", type=int)
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
+    run.add_argument("--teacher-epochs", type=int, help="mnist-kd: the teacher's epochs")
+    run.add_argument("--student-epochs", type=int, help="mnist-kd: each student's epochs")
+    run.add_argument("--epochs", type=int, help="cifar10-ast: epochs of every method")
+    run.add_argument("--target-rate", type=float, help="cifar10-ast: the controller's target activation rate")
+    run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast: how samples are scored")
     args = parser.parse_args(argv)
 
     if args.data and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
+    per_experiment = EXPERIMENT_OPTIONS[args.experiment]
+    for options in EXPERIMENT_OPTIONS.values():
+        for name in set(options) - set(per_experiment):
+            if getattr(args, name) is not None:
+                parser.error(f"--{name.replace('_', '-')} does not apply to {args.experiment}")
     from papermill.exceptions import PapermillExecutionError
 
     try:
-        executed = run_notebook(args.experiment, args.preset, args.out, args.data, args.seeds, args.teacher_epochs,
-                                args.student_epochs, args.device)
+        executed = run_notebook(args.experiment, args.preset, args.out, args.data, seeds=args.seeds, device=args.device,
+                                **{name: getattr(args, name) for name in per_experiment})
     except PapermillExecutionError as exc:
         print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
               f"the partly executed notebook is {args.out / NOTEBOOKS[args.experiment]}; results computed so far "

@@ -244,3 +244,68 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
         text += f"; paired t-test p = {p_value:.3g} >= {alpha}: the difference is not significant."
     return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
             "text": text}
+
+
+def plot_accuracy_curves(runs: list[dict], path=None):
+    """Validation accuracy against epochs and against cumulative training wall-clock (time to accuracy)."""
+    plt = _plt()
+    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    for r in runs:
+        h = r["history"]
+        label = f"{r['method']} (seed {r['seed']})"
+        acc = [100 * e["val_accuracy"] for e in h]
+        by_epoch.plot([e["epoch"] for e in h], acc, marker="o", ms=3, label=label)
+        by_time.plot(np.cumsum([e["epoch_seconds"] for e in h]), acc, marker="o", ms=3, label=label)
+    by_epoch.set_xlabel("epoch")
+    by_time.set_xlabel("training wall-clock (s)")
+    by_epoch.set_ylabel("validation accuracy (%)")
+    by_epoch.set_title("accuracy per epoch")
+    by_time.set_title("accuracy against time")
+    by_time.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_ast_trace(record: dict, target: float, path=None):
+    """The controller at work: per-batch pass rate (and its EMA target) and threshold over training."""
+    plt = _plt()
+    rates = [v for h in record["history"] for v in h.get("batch_rates", [])]
+    thresholds = [v for h in record["history"] for v in h.get("batch_thresholds", [])]
+    fig, (ax_rate, ax_th) = plt.subplots(2, 1, figsize=(8, 4), sharex=True)
+    ax_rate.plot(rates, lw=0.7, color="#4C72B0", label="per-batch pass rate")
+    if rates:
+        window = max(1, min(50, len(rates) // 5))
+        smooth = np.convolve(rates, np.ones(window) / window, mode="valid")
+        ax_rate.plot(np.arange(window - 1, len(rates)), smooth, color="black", lw=1.2, label=f"mean of {window} batches")
+    ax_rate.axhline(target, color="#C44E52", ls="--", label=f"target {target:.2f}")
+    ax_rate.set_ylabel("activation rate")
+    ax_rate.legend(fontsize=7, loc="upper right")
+    ax_th.plot(thresholds, color="#55A868")
+    ax_th.set_ylabel("threshold")
+    ax_th.set_xlabel("selective batch (after warm-up)")
+    fig.suptitle(f"{record['method']} (seed {record['seed']}): PI controller", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_cost_bars(summary: list[dict], path=None):
+    """Training wall-clock and GPU energy per method, with the measured speed-up written on each bar."""
+    plt = _plt()
+    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(9, 3.2))
+    names = [s["method"] for s in summary]
+    seconds = [s["train_seconds_mean"] for s in summary]
+    bars = ax_t.bar(names, seconds, color="#4C72B0")
+    for bar, s in zip(bars, summary):
+        if s.get("speedup_vs_full"):
+            ax_t.annotate(f"{s['speedup_vs_full']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                          ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax_t.set_ylabel("training wall-clock (s)")
+    ax_t.set_title("time (speed-up vs full, measured)")
+    energies = [s.get("energy_joules_mean") for s in summary]
+    if all(e is not None for e in energies):
+        ax_e.bar(names, [e / 1000 for e in energies], color="#DD8452")
+        ax_e.set_ylabel("GPU energy (kJ, NVML)")
+        ax_e.set_title("energy")
+    else:
+        ax_e.axis("off")
+        ax_e.text(0.5, 0.5, "GPU energy: n/a\n(no NVML-readable GPU in this run)", ha="center", va="center")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -98,6 +98,10 @@ class Objective:
         """Extra per-epoch values for the history (an algorithm's temperature, activation rate...)."""
         return {}
 
+    def settings(self) -> dict:
+        """What defines this objective's computation; a checkpoint resumes only under the same settings."""
+        return {"objective": self.name, "label_smoothing": self.label_smoothing}
+
     def state_dict(self) -> dict:
         return {}
 
@@ -216,6 +220,9 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
         state = load_checkpoint(last_path)
         saved = {k: v for k, v in state["config"].items() if k not in _RESUME_FREE_FIELDS}
         wanted = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE_FIELDS}
+        if "objective_settings" in state:  # absent in checkpoints written before settings were recorded
+            saved.update(state["objective_settings"])
+            wanted.update(objective.settings())
         if saved != wanted:
             changed = {k: (saved.get(k), wanted.get(k)) for k in wanted if saved.get(k) != wanted.get(k)}
             raise CheckpointError(
@@ -297,7 +304,7 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
                 "history": history, "best_val_accuracy": best_val, "best_epoch": best_epoch,
-                "train_seconds": train_seconds, "config": config.to_dict(),
+                "train_seconds": train_seconds, "config": config.to_dict(), "objective_settings": objective.settings(),
             }, last_path)
             atomic_write_json(history, ckpt_dir / "history.json")
         for callback in callbacks:

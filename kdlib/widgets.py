@@ -83,3 +83,50 @@ class TemperatureExplorer:
 
 def temperature_explorer(teacher, data, device, n_digits: int = 100):
     return TemperatureExplorer(teacher, data, device, n_digits).widget()
+
+
+def controller_figure(stream, target: float, kp: float, ki: float, ema_factor: float):
+    """What a PI controller with these settings does on a recorded significance stream."""
+    import matplotlib.pyplot as plt
+
+    from .sparse.controller import replay
+
+    rates, thresholds = replay(stream, target=target, kp=kp, ki=ki, ema_factor=ema_factor)
+    fig, (ax_rate, ax_th) = plt.subplots(2, 1, figsize=(8, 3.6), sharex=True)
+    ax_rate.plot(rates, lw=0.7, label="pass rate")
+    ax_rate.axhline(target, color="#C44E52", ls="--", label="target")
+    tail = rates[len(rates) // 2:]
+    ax_rate.set_title(f"mean pass rate over the second half: {np.mean(tail):.3f} (target {target:.2f})", fontsize=9)
+    ax_rate.legend(fontsize=7)
+    ax_th.plot(thresholds, color="#55A868")
+    ax_th.set_ylabel("threshold")
+    ax_th.set_xlabel("recorded batch")
+    fig.tight_layout()
+    return fig
+
+
+def controller_simulator(stream, target: float = 0.1, kp: float = 2.0, ki: float = 0.5, ema_factor: float = 0.2):
+    """Sliders for target, kp, ki and the EMA factor, replaying ``stream`` (recorded per-batch scores)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    sliders = {
+        "target": widgets.FloatSlider(value=target, min=0.02, max=0.9, step=0.01, description="target"),
+        "kp": widgets.FloatSlider(value=kp, min=0.0, max=10.0, step=0.1, description="kp"),
+        "ki": widgets.FloatSlider(value=ki, min=0.0, max=3.0, step=0.05, description="ki"),
+        "ema_factor": widgets.FloatSlider(value=ema_factor, min=0.01, max=1.0, step=0.01, description="EMA"),
+    }
+    out = widgets.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            fig = controller_figure(stream, **{k: s.value for k, s in sliders.items()})
+            display(fig)
+            plt.close(fig)
+
+    for s in sliders.values():
+        s.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox(list(sliders.values())[:2]), widgets.HBox(list(sliders.values())[2:]), out])

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from kdlib.sparse import PIController, select, significance
+from kdlib.sparse import PIController, replay, select, significance
 
 
 def gamma_scores(batch: int, shape: float, generator: torch.Generator) -> torch.Tensor:
@@ -19,6 +19,15 @@ def drive(controller: PIController, stream) -> list[float]:
         rates.append(rate)
         controller.update(rate)
     return rates
+
+
+def test_replay_is_what_a_live_controller_does():
+    g = torch.Generator().manual_seed(5)
+    stream = [gamma_scores(64, 1.0, g) for _ in range(50)]
+    live = PIController(target=0.2, kp=1.0)
+    rates = drive(live, stream)
+    replayed_rates, thresholds = replay(stream, target=0.2, kp=1.0)
+    assert replayed_rates == rates and thresholds[-1] == live.threshold
 
 
 SETTLE_BATCHES = 100  # the stated settling time

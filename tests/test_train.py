@@ -98,6 +98,18 @@ def test_changed_configuration_is_refused_not_overwritten(tmp_path):
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
+def test_changed_objective_settings_are_refused(tmp_path):
+    from kdlib.distill.kd import KDObjective
+
+    data = tiny_data()
+    teacher = tiny_model(seed=9)
+    fit(tiny_model(), data, TrainConfig(**CFG), KDObjective(teacher, temperature=4.0), device=torch.device("cpu"),
+        checkpoint_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="temperature"):
+        fit(tiny_model(), data, TrainConfig(**CFG), KDObjective(teacher, temperature=2.0), device=torch.device("cpu"),
+            checkpoint_dir=tmp_path)
+
+
 def test_corrupt_checkpoint_is_named(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="last.pt"):

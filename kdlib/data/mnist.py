@@ -182,16 +182,25 @@ def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, see
 DIGITS_NAME = "digits (scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28; not MNIST)"
 
 
-def load_digits_28(seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1) -> ImageSplits:
-    """scikit-learn's embedded handwritten digits, shaped like MNIST: each 8x8 image (0-16) is scaled to
-    0-255 and resized to 20x20 inside a 28x28 frame, as MNIST centres its digits in a 20x20 box."""
+def load_digits_images(seed: int = 0, size: int = 28, digit_box: int = 20, channels: int = 1, name: str = DIGITS_NAME,
+                       test_fraction: float = 0.2, val_fraction: float = 0.1) -> ImageSplits:
+    """scikit-learn's embedded handwritten digits: each 8x8 image (0-16) is scaled to 0-255 and resized to
+    digit_box x digit_box inside a size x size frame (MNIST centres its digits in a 20x20 box of 28x28),
+    repeated over ``channels``. The split into train / validation / test is fixed by ``seed``."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
-    x = F.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
-    x = F.pad(x, (4, 4, 4, 4)).round().clamp_(0, 255).to(torch.uint8)
+    x = F.interpolate(x, size=(digit_box, digit_box), mode="bilinear", align_corners=False)
+    lo = (size - digit_box) // 2
+    x = F.pad(x, (lo, size - digit_box - lo, lo, size - digit_box - lo)).round().clamp_(0, 255).to(torch.uint8)
+    x = x.repeat(1, channels, 1, 1)
     y = torch.from_numpy(digits.target.astype(np.int64))
     train_x, train_y, test_x, test_y = carve_validation(x, y, int(round(len(y) * test_fraction)), seed=10_000 + seed)
     train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, int(round(len(y) * val_fraction)), seed)
-    return ImageSplits(DIGITS_NAME, "sklearn.datasets.load_digits", train_x, train_y, val_x, val_y, test_x, test_y)
+    return ImageSplits(name, "sklearn.datasets.load_digits", train_x, train_y, val_x, val_y, test_x, test_y)
+
+
+def load_digits_28(seed: int = 0) -> ImageSplits:
+    """The embedded digits shaped like MNIST (the MNIST notebook's demo data)."""
+    return load_digits_images(seed)

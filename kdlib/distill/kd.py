@@ -68,6 +68,9 @@ class KDObjective(Objective):
             teacher.eval()
             teacher.requires_grad_(False)
 
+    def settings(self) -> dict:
+        return {**super().settings(), "temperature": self.temperature, "alpha": self.alpha}
+
     def teacher_output(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         if self.teacher_logits is not None:
             return self.teacher_logits[index]

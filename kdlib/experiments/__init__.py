@@ -3,4 +3,5 @@
 # experiment name (as given to `python -m kdlib run`) -> notebook in notebooks/
 NOTEBOOKS = {
     "mnist-kd": "01_mnist_kd.ipynb",
+    "cifar10-ast": "02_cifar10_ast.ipynb",
 }

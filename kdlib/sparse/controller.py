@@ -79,3 +79,17 @@ def select(scores: torch.Tensor, threshold: float, target: float, min_fraction: 
         k = max(1, round(target * n))
         return torch.topk(scores, k).indices, rate
     return passed.nonzero(as_tuple=True)[0], rate
+
+
+def replay(stream, **controller_settings) -> tuple[list[float], list[float]]:
+    """Run a fresh controller over a recorded stream of per-batch significance scores.
+
+    Returns the per-batch pass rates and the threshold after each batch: what the controller would have
+    done with these settings on this stream (the notebook's simulator)."""
+    controller = PIController(**controller_settings)
+    rates, thresholds = [], []
+    for scores in stream:
+        _, rate = select(torch.as_tensor(scores), controller.threshold, controller.target)
+        rates.append(rate)
+        thresholds.append(controller.update(rate))
+    return rates, thresholds

@@ -31,7 +31,8 @@ class ASTObjective(Objective):
 
     def __init__(self, num_samples: int, controller: PIController | None = None, scoring: str = "forward",
                  warmup_epochs: int = 1, random_selection: bool = False,
-                 label_smoothing: float = 0.0, loss_weight: float = 0.7, entropy_weight: float = 0.3, seed: int = 0):
+                 label_smoothing: float = 0.0, loss_weight: float = 0.7, entropy_weight: float = 0.3, seed: int = 0,
+                 record_batches: int = 0):
         super().__init__(label_smoothing)
         if scoring not in ("forward", "stale"):
             raise ValueError(f"scoring={scoring!r}: expected 'forward' or 'stale'")
@@ -43,6 +44,9 @@ class ASTObjective(Objective):
         self.loss_weight, self.entropy_weight = loss_weight, entropy_weight
         self.num_samples, self.seed = num_samples, seed
         self.stale_scores = torch.full((num_samples,), float("inf"))
+        # the significance scores of the first `record_batches` selective batches, for replaying the
+        # controller offline (the notebook's simulator)
+        self.record_batches, self.recorded_scores = record_batches, []
         self.epoch = 0
         self._reset_counters()
 
@@ -90,7 +94,10 @@ class ASTObjective(Objective):
         if self.random_selection:
             chosen, rate = self._random_pick(len(y), x.device), self.controller.target
         else:
-            chosen, rate = select(self._scores(model, x, y, index), self.controller.threshold, self.controller.target)
+            scores = self._scores(model, x, y, index)
+            if len(self.recorded_scores) < self.record_batches and torch.isfinite(scores).all():
+                self.recorded_scores.append(scores.detach().float().cpu())
+            chosen, rate = select(scores, self.controller.threshold, self.controller.target)
             self.controller.update(rate)
         self.rates.append(rate)
         self.thresholds.append(self.controller.threshold)
@@ -106,6 +113,12 @@ class ASTObjective(Objective):
         if self.scoring == "stale":
             self.stale_scores[index.cpu()] = significance(logits, y, self.loss_weight, self.entropy_weight).cpu()
 
+    def settings(self) -> dict:
+        c = self.controller
+        return {**super().settings(), "scoring": self.scoring, "warmup_epochs": self.warmup_epochs,
+                "random_selection": self.random_selection, "target": c.target, "kp": c.kp, "ki": c.ki,
+                "ema_factor": c.ema_factor, "loss_weight": self.loss_weight, "entropy_weight": self.entropy_weight}
+
     def epoch_stats(self) -> dict:
         return {
             "samples_forwarded": self.forwarded,
@@ -113,6 +126,8 @@ class ASTObjective(Objective):
             "activation_rate": sum(self.rates) / len(self.rates) if self.rates else 1.0,
             "threshold": self.thresholds[-1] if self.thresholds else None,
             "warmup": self.in_warmup,
+            "batch_rates": list(self.rates),  # per batch: the threshold's pass rate (before any top-k fallback)
+            "batch_thresholds": list(self.thresholds),
         }
 
     def state_dict(self) -> dict:

@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from kdlib import report
+from kdlib.data.splits import ImageSplits
+from kdlib.experiments import cifar10_ast as exp
+
+
+def tiny_rgb(n_train=128, n_val=32, n_test=32, seed=0) -> ImageSplits:
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n):
+        y = torch.randint(0, 4, (n,), generator=g)
+        x = torch.randint(0, 50, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
+        for c in range(3):
+            x[y == c, c] += 150  # class c: channel c bright; class 3: none
+        return x, y
+
+    return ImageSplits("tiny rgb", "generated", *make(n_train), *make(n_val), *make(n_test), classes=list("abcd"))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="demo, quick, full"):
+        exp.make_config("huge")
+    with pytest.raises(ValueError, match="no AST epoch"):
+        exp.make_config("demo", epochs=1)
+    with pytest.raises(ValueError, match="TARGET_RATE"):
+        exp.make_config("demo", target_rate=1.5)
+    with pytest.raises(ValueError, match="SCORING"):
+        exp.make_config("demo", scoring="magic")
+    assert exp.make_config("full").scoring == "stale"
+
+
+def test_speedup_is_the_measured_ratio():
+    runs = [
+        {"method": "full", "model": "m", "params": 10, "seed": 0, "test_accuracy": 0.9, "val_accuracy": 0.9,
+         "train_seconds": 10.0, "epochs": 3, "samples_backpropagated": 300, "energy_joules": 500.0},
+        {"method": "ast", "model": "m", "params": 10, "seed": 0, "test_accuracy": 0.88, "val_accuracy": 0.88,
+         "train_seconds": 4.0, "epochs": 3, "samples_backpropagated": 90, "energy_joules": 250.0},
+        {"method": "ast-random", "model": "m", "params": 10, "seed": 0, "test_accuracy": 0.8, "val_accuracy": 0.8,
+         "train_seconds": 5.0, "epochs": 3, "samples_backpropagated": 90, "energy_joules": None},
+    ]
+    cfg = exp.make_config("demo")
+    data = tiny_rgb()
+    summary = {s["method"]: s for s in exp.results(cfg, data, runs, torch.device("cpu"))["summary"]}
+    assert summary["full"]["speedup_vs_full"] == 1.0
+    assert summary["ast"]["speedup_vs_full"] == pytest.approx(2.5)
+    assert summary["ast"]["energy_ratio_vs_full"] == pytest.approx(2.0)
+    assert summary["ast-random"]["energy_joules_mean"] is None and summary["ast-random"]["energy_ratio_vs_full"] is None
+
+
+def test_three_methods_on_tiny_data(tmp_path):
+    cfg = exp.make_config("demo", epochs=3, target_rate=0.25, progress=False)
+    cfg.train.batch_size = 32
+    data = tiny_rgb()
+    records = {m: exp.train_method(m, cfg, data, tmp_path, torch.device("cpu"), seed=0)[1] for m in exp.METHODS}
+    full, ast, rnd = records["full"], records["ast"], records["ast-random"]
+    assert full["samples_backpropagated"] == 3 * 128
+    # warm-up epoch in full, then about a quarter of each batch
+    assert 128 + 2 * 0.15 * 128 <= ast["samples_backpropagated"] <= 128 + 2 * 0.45 * 128
+    assert rnd["samples_backpropagated"] == 128 + 2 * 4 * 8
+    assert ast["samples_forwarded"] == 128 + 2 * 128 + (ast["samples_backpropagated"] - 128)  # scoring + learning
+    assert full["energy_joules"] is None  # no GPU here: not measured, not estimated
+    stream = np.load(ast["significance_stream"])
+    assert stream.shape == (8, 32) and rnd["significance_stream"] is None
+    assert all(len(h["batch_rates"]) == 4 for h in ast["history"][1:])
+
+
+@pytest.mark.notebook
+def test_demo_notebook_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "cifar10-ast", "--preset", "demo", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert report.validate_results(results) == []
+    assert results["experiment"] == "cifar10-ast" and "not CIFAR-10" in results["dataset"]["name"]
+    summary = {s["method"]: s for s in results["summary"]}
+    assert set(summary) == {"full", "ast", "ast-random"}
+    for s in summary.values():
+        assert s["speedup_vs_full"] == pytest.approx(summary["full"]["train_seconds_mean"] / s["train_seconds_mean"])
+        assert s["energy_joules_mean"] is None
+    assert summary["ast"]["samples_backpropagated_mean"] < summary["full"]["samples_backpropagated_mean"]
+    for figure in ("samples", "accuracy_curves", "controller_trace", "cost"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
