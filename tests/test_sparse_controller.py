@@ -99,8 +99,21 @@ def test_select_threshold_and_top_k_fallback():
     scores = torch.tensor([0.1, 2.0, 0.5, 3.0, 1.5, 0.2, 0.3, 0.4, 0.6, 0.7])
     idx, rate = select(scores, threshold=1.0, target=0.2)
     assert sorted(idx.tolist()) == [1, 3, 4] and rate == pytest.approx(0.3)
-    idx, rate = select(scores, threshold=5.0, target=0.2)  # none pass: the top 20% are taken
-    assert sorted(idx.tolist()) == [1, 3] and rate == 0.0  # the controller sees the threshold's own rate
+    idx, rate = select(scores, threshold=5.0, target=0.4)  # none pass: the top half-target (20%) are taken
+    assert sorted(idx.tolist()) == [1, 3] and rate == pytest.approx(0.2)  # the realised rate
+
+
+def test_bunched_scores_still_meet_the_target_rate():
+    # Most of every batch bunches just around the threshold's working range: batches flip between few and
+    # many passing. The realised rate, fallback batches included, must still average the target.
+    g = torch.Generator().manual_seed(0)
+    stream = []
+    for _ in range(600):
+        bulk = 1.0 + 0.01 * torch.randn(128, generator=g)
+        hard = (torch.rand(128, generator=g) < 0.05).float() * 3.0
+        stream.append(bulk + hard)
+    rates = drive(PIController(target=0.2), stream)
+    assert abs(sum(rates[200:]) / 400 - 0.2) <= 0.02
 
 
 def test_significance_hand_case():

@@ -64,21 +64,22 @@ class PIController:
 
 
 def select(scores: torch.Tensor, threshold: float, target: float, min_fraction: float | None = None):
-    """Indices of the samples to learn from, and the fraction that passed the threshold.
+    """Indices of the samples to learn from, and the activation rate: the fraction of the batch selected.
 
-    Samples with score >= threshold are selected; when fewer than ``min_fraction`` of the batch (default:
-    half the target) pass, the top ``target`` fraction by score is taken instead, so a batch never goes
-    without a learning step. The returned rate is the threshold's own pass rate, which is what the
-    controller must see to bring the threshold back.
+    Samples with score >= threshold are selected. When fewer than ``min_fraction`` of the batch pass
+    (default: half the target), the top ``min_fraction`` by score are taken instead, so a batch never goes
+    without a learning step. The controller regulates this realised rate: a fallback batch counts as
+    ``min_fraction`` < target, which lowers the threshold, so the mean over batches meets the target even
+    when scores bunch up around the threshold and batches flip between "few pass" and "many pass".
     """
     n = scores.numel()
+    min_fraction = target / 2 if min_fraction is None else min_fraction
     passed = scores >= threshold
-    rate = passed.float().mean().item()
-    floor = math.ceil((target / 2 if min_fraction is None else min_fraction) * n)
-    if passed.sum().item() < max(1, floor):
-        k = max(1, round(target * n))
-        return torch.topk(scores, k).indices, rate
-    return passed.nonzero(as_tuple=True)[0], rate
+    floor = max(1, math.ceil(min_fraction * n))
+    if int(passed.sum()) < floor:
+        return torch.topk(scores, floor).indices, floor / n
+    chosen = passed.nonzero(as_tuple=True)[0]
+    return chosen, len(chosen) / n
 
 
 def replay(stream, **controller_settings) -> tuple[list[float], list[float]]:
