@@ -86,3 +86,42 @@ def test_bad_settings():
         ASTObjective(10, scoring="psychic")
     with pytest.raises(ValueError):
         ASTObjective(10, warmup_epochs=-1)
+
+
+def test_keep_low_rescaling_is_unbiased_and_off_changes_nothing():
+    torch.manual_seed(0)
+    scores = torch.rand(32) * 2
+    losses = torch.rand(32)
+    objective = ASTObjective(32, PIController(target=0.2), keep_low=0.25)
+    objective.controller.threshold = 1.5  # about a quarter of the scores pass
+    objective.on_epoch_start(0)
+    estimates = []
+    for _ in range(4000):
+        chosen, weights, _ = objective._select_unbiased(scores)
+        estimates.append((losses[chosen] * weights).sum() / 32)
+        assert torch.all(torch.isin(torch.nonzero(scores >= 1.5).flatten(), chosen))  # passed samples always kept
+    assert torch.stack(estimates).mean().item() == pytest.approx(losses.mean().item(), rel=0.02)
+    # the plain threshold mean over the kept samples is biased towards the high-significance samples
+    assert losses[scores >= 1.5].mean().item() != pytest.approx(losses.mean().item(), rel=0.02)
+
+
+def test_keep_low_learns_from_more_samples_at_the_same_target():
+    data = tiny_data(n_train=128, n_val=48)
+    cfg = TrainConfig(epochs=3, **CFG)
+    plain = fit(BatchSizeRecorder(), data, cfg, ASTObjective(128, PIController(target=0.25), warmup_epochs=1),
+                device=torch.device("cpu"))
+    rescaled = fit(BatchSizeRecorder(), data, cfg,
+                   ASTObjective(128, PIController(target=0.25), warmup_epochs=1, keep_low=0.1), device=torch.device("cpu"))
+    # the controller still regulates the realised rate: both learn from about a quarter after warm-up
+    for run in (plain, rescaled):
+        assert 0.1 * 128 <= run.history[2]["samples_backpropagated"] <= 0.45 * 128
+    assert plain.history[2]["train_loss"] != rescaled.history[2]["train_loss"]
+    with pytest.raises(ValueError):
+        ASTObjective(10, keep_low=1.0)
+
+
+def test_random_control_draws_new_positions_each_batch():
+    objective = ASTObjective(64, PIController(target=0.25), random_selection=True)
+    objective.on_epoch_start(0)
+    picks = {tuple(sorted(objective._random_pick(32, "cpu").tolist())) for _ in range(10)}
+    assert len(picks) > 1

@@ -32,18 +32,24 @@ class ASTObjective(Objective):
     def __init__(self, num_samples: int, controller: PIController | None = None, scoring: str = "forward",
                  warmup_epochs: int = 1, random_selection: bool = False,
                  label_smoothing: float = 0.0, loss_weight: float = 0.7, entropy_weight: float = 0.3, seed: int = 0,
-                 record_batches: int = 0):
+                 record_batches: int = 0, keep_low: float = 0.0):
         super().__init__(label_smoothing)
         if scoring not in ("forward", "stale"):
             raise ValueError(f"scoring={scoring!r}: expected 'forward' or 'stale'")
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if not 0.0 <= keep_low < 1.0:
+            raise ValueError(f"keep_low must be in [0, 1), got {keep_low}")
+        # InfoBatch-style rescaling: keep_low = q > 0 also keeps each below-threshold sample with probability q
+        # and weights it 1/q, so the loss is an unbiased estimate of the full batch's mean loss.
+        self.keep_low = keep_low
         self.controller = controller or PIController()
         self.scoring, self.warmup_epochs = scoring, warmup_epochs
         self.random_selection = random_selection
         self.loss_weight, self.entropy_weight = loss_weight, entropy_weight
         self.num_samples, self.seed = num_samples, seed
         self.stale_scores = torch.full((num_samples,), float("inf"))
+        self._generator = None
         # the significance scores of the first `record_batches` selective batches, for replaying the
         # controller offline (the notebook's simulator)
         self.record_batches, self.recorded_scores = record_batches, []
@@ -77,11 +83,15 @@ class ASTObjective(Objective):
         self.forwarded += len(y)
         return significance(logits, y, self.loss_weight, self.entropy_weight)
 
-    def _random_pick(self, n: int, device) -> torch.Tensor:
-        if self._generator is None or self._generator.device != torch.device(device).type:
+    def _epoch_generator(self, device) -> torch.Generator:
+        # seeded by (seed, epoch), like the data order: a resumed run draws the same samples
+        if self._generator is None or self._generator.device.type != torch.device(device).type:
             self._generator = torch.Generator(device=device).manual_seed(self.seed * 7919 + self.epoch)
+        return self._generator
+
+    def _random_pick(self, n: int, device) -> torch.Tensor:
         k = max(1, round(self.controller.target * n))
-        return torch.randperm(n, generator=self._generator, device=device)[:k]
+        return torch.randperm(n, generator=self._epoch_generator(device), device=device)[:k]
 
     def step(self, model, x, y, index) -> StepOutput:
         self.batches += 1
@@ -97,7 +107,10 @@ class ASTObjective(Objective):
             scores = self._scores(model, x, y, index)
             if len(self.recorded_scores) < self.record_batches and torch.isfinite(scores).all():
                 self.recorded_scores.append(scores.detach().float().cpu())
-            chosen, rate = select(scores, self.controller.threshold, self.controller.target)
+            if self.keep_low > 0:
+                chosen, weights, rate = self._select_unbiased(scores)
+            else:
+                chosen, rate = select(scores, self.controller.threshold, self.controller.target)
             self.controller.update(rate)
         self.rates.append(rate)
         self.thresholds.append(self.controller.threshold)
@@ -106,8 +119,23 @@ class ASTObjective(Objective):
         self.forwarded += len(ys)
         self.backpropagated += len(ys)
         self._record(index[chosen], logits, ys)
+        if self.keep_low > 0 and not self.random_selection:
+            losses = F.cross_entropy(logits, ys, reduction="none", label_smoothing=self.label_smoothing)
+            return StepOutput((losses * weights).sum() / len(y), logits, ys)
         # The sub-batch is learned from as an ordinary batch (mean loss), as Selective Backprop does.
         return StepOutput(F.cross_entropy(logits, ys, label_smoothing=self.label_smoothing), logits, ys)
+
+    def _select_unbiased(self, scores: torch.Tensor):
+        """Above-threshold samples (weight 1) plus each other sample with probability keep_low (weight
+        1 / keep_low): E[sum of weighted losses] equals the sum over the whole batch."""
+        passed = scores >= self.controller.threshold
+        lucky = torch.rand(scores.shape, generator=self._epoch_generator(scores.device), device=scores.device) < self.keep_low
+        chosen = (passed | lucky).nonzero(as_tuple=True)[0]
+        if len(chosen) == 0:  # an empty learning step is no step: fall back to the single top sample
+            chosen = scores.argmax().view(1)
+            return chosen, torch.ones(1, device=scores.device), 1 / scores.numel()
+        weights = torch.where(passed[chosen], 1.0, 1.0 / self.keep_low).to(scores.dtype)
+        return chosen, weights, len(chosen) / scores.numel()
 
     def _record(self, index, logits, y) -> None:
         if self.scoring == "stale":
@@ -116,7 +144,7 @@ class ASTObjective(Objective):
     def settings(self) -> dict:
         c = self.controller
         return {**super().settings(), "scoring": self.scoring, "warmup_epochs": self.warmup_epochs,
-                "random_selection": self.random_selection, "target": c.target, "kp": c.kp, "ki": c.ki,
+                "random_selection": self.random_selection, "keep_low": self.keep_low, "target": c.target, "kp": c.kp, "ki": c.ki,
                 "ema_factor": c.ema_factor, "loss_weight": self.loss_weight, "entropy_weight": self.entropy_weight}
 
     def epoch_stats(self) -> dict:
