@@ -89,3 +89,31 @@ def write_cifar_batches(folder: Path, per_batch: int = 20, seed: int = 0) -> Pat
             pickle.dump(entry, f, protocol=2)
     (target / "batches.meta").write_bytes(b"")
     return target
+
+
+def tiny_splits(n_train=96, n_val=32, n_test=32, channels=1, size=8, seed=0):
+    """4 classes, told apart by which quadrant of the image is bright: learnable in a few epochs."""
+    import torch
+
+    from kdlib.data.splits import ImageSplits
+
+    g = torch.Generator().manual_seed(seed)
+    half = size // 2
+
+    def make(n):
+        y = torch.randint(0, 4, (n,), generator=g)
+        x = torch.randint(0, 60, (n, channels, size, size), generator=g, dtype=torch.uint8)
+        for q in range(4):
+            r, c = divmod(q, 2)
+            x[y == q, :, half * r:half * r + half, half * c:half * c + half] += 150
+        return x, y
+
+    return ImageSplits("tiny", "generated", *make(n_train), *make(n_val), *make(n_test), classes=list("abcd"))
+
+
+def run_kdlib(*args: str, timeout: int = 900):
+    """`python -m kdlib ...` in a subprocess, as a user runs it."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "kdlib", *args], capture_output=True, text=True, timeout=timeout)

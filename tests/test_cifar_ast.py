@@ -1,27 +1,17 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import run_kdlib, tiny_splits
 from kdlib import report
 from kdlib.data.splits import ImageSplits
 from kdlib.experiments import cifar10_ast as exp
 
 
-def tiny_rgb(n_train=128, n_val=32, n_test=32, seed=0) -> ImageSplits:
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 4, (n,), generator=g)
-        x = torch.randint(0, 50, (n, 3, 16, 16), generator=g, dtype=torch.uint8)
-        for c in range(3):
-            x[y == c, c] += 150  # class c: channel c bright; class 3: none
-        return x, y
-
-    return ImageSplits("tiny rgb", "generated", *make(n_train), *make(n_val), *make(n_test), classes=list("abcd"))
+def tiny_rgb() -> ImageSplits:
+    return tiny_splits(128, 32, 32, channels=3, size=16)
 
 
 def test_config_validation():
@@ -74,8 +64,7 @@ def test_three_methods_on_tiny_data(tmp_path):
 @pytest.mark.notebook
 def test_demo_notebook_end_to_end(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "cifar10-ast", "--preset", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    proc = run_kdlib("run", "cifar10-ast", "--preset", "demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert report.validate_results(results) == []

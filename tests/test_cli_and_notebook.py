@@ -1,13 +1,12 @@
 """The MNIST notebook executed end to end in its demo preset, as `python -m kdlib run` does it."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from conftest import run_kdlib
 from kdlib import report
 from kdlib.__main__ import main
 from kdlib.experiments import NOTEBOOKS, mnist_kd
@@ -33,13 +32,15 @@ def test_bad_parameters_are_explained(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "mnist-kd", "--out", str(tmp_path), "--data", str(tmp_path / "missing")])
     assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "cifar10-ast", "--out", str(tmp_path), "--teacher-epochs", "3"])
+    assert "does not apply to cifar10-ast" in capsys.readouterr().err
 
 
 @pytest.mark.notebook
 def test_demo_notebook_end_to_end(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "mnist-kd", "--preset", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+    proc = run_kdlib("run", "mnist-kd", "--preset", "demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert report.validate_results(results) == []
@@ -65,10 +66,8 @@ def test_notebook_on_mnist_files_with_augmentation(tmp_path):
 
     write_idx_dataset(tmp_path / "mnist-dataset", n_train=300, n_test=60, names=HOJJATK_NAMES, nested=True)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "mnist-kd", "--preset", "quick", "--out", str(out),
-                           "--data", str(tmp_path / "mnist-dataset"), "--seeds", "0", "1",
-                           "--teacher-epochs", "1", "--student-epochs", "1"],
-                          capture_output=True, text=True, timeout=900)
+    proc = run_kdlib("run", "mnist-kd", "--preset", "quick", "--out", str(out), "--data", str(tmp_path / "mnist-dataset"),
+                     "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert report.validate_results(results) == []

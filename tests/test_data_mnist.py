@@ -129,7 +129,7 @@ def test_missing_dataset_says_what_to_attach(input_root):
 def test_wrong_data_dir(tmp_path):
     with pytest.raises(DataNotFoundError, match="does not exist"):
         load_mnist(tmp_path / "nope", download=False)
-    with pytest.raises(DataNotFoundError, match="no MNIST files"):
+    with pytest.raises(DataNotFoundError, match="no complete copy of MNIST"):
         load_mnist(tmp_path, download=False)
 
 

@@ -4,23 +4,13 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import tiny_splits
 from kdlib.data.splits import ImageSplits
 from kdlib.train import CheckpointError, TrainConfig, fit, warmup_cosine
 
 
 def tiny_data(n_train=96, n_val=32, n_test=32, seed=0) -> ImageSplits:
-    """4 classes: which quadrant of an 8x8 image is bright."""
-    g = torch.Generator().manual_seed(seed)
-
-    def make(n):
-        y = torch.randint(0, 4, (n,), generator=g)
-        x = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-        for q in range(4):
-            r, c = divmod(q, 2)
-            x[y == q, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] += 150
-        return x, y
-
-    return ImageSplits("tiny", "generated", *make(n_train), *make(n_val), *make(n_test), classes=list("abcd"))
+    return tiny_splits(n_train, n_val, n_test, seed=seed)
 
 
 def tiny_model(seed=0) -> nn.Module:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
-import socket
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import runtime
-from .discovery import match_roles
-from .splits import CorruptDataError, DataNotFoundError, ImageSplits, carve_validation
+from .discovery import locate, match_roles
+from .splits import CorruptDataError, ImageSplits, carve_validation
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # md5 of each file, as torchvision's CIFAR10 class verifies them.
@@ -96,38 +94,15 @@ def find_cifar10(root: str | Path) -> dict[str, Path] | None:
     return files if all(p.exists() for p in files.values()) else None
 
 
-def _download(cache: Path) -> dict[str, Path] | None:
+def _download(cache: Path) -> None:
     import torchvision
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)
-    try:
-        torchvision.datasets.CIFAR10(cache, train=True, download=True)
-    except Exception:  # no network here
-        return None
-    finally:
-        socket.setdefaulttimeout(previous)
-    return find_cifar10(cache)
+    torchvision.datasets.CIFAR10(cache, train=True, download=True)
 
 
 def locate_cifar10(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
-    if data_dir is not None:
-        data_dir = Path(data_dir).expanduser()
-        if not data_dir.exists():
-            raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} does not exist. {HELP}")
-        files = find_cifar10(data_dir)
-        if files is None:
-            raise DataNotFoundError(f"no complete cifar-10-batches-py in {str(data_dir)!r}. {HELP}")
-        return files
-    searched = [runtime.input_root()]
-    files = find_cifar10(runtime.input_root())
-    if files is None and download:
-        cache = Path.home() / ".cache" / "kdlib" / "cifar10"
-        searched.append(cache)
-        files = find_cifar10(cache) or _download(cache)
-    if files is None:
-        raise DataNotFoundError(f"{HELP} Searched: {', '.join(map(str, searched))}.")
-    return files
+    """Find CIFAR-10: in data_dir if given, else under the input root (/kaggle/input), else download."""
+    return locate("CIFAR-10", find_cifar10, data_dir, _download if download else None, "cifar10", HELP)
 
 
 def load_cifar10(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,

@@ -4,17 +4,15 @@ scikit-learn digits for the offline ``demo`` preset."""
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import runtime
-from .discovery import match_roles
+from .discovery import locate, match_roles
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from .splits import CorruptDataError, DataNotFoundError, ImageSplits, carve_validation
+from .splits import CorruptDataError, ImageSplits, carve_validation
 
 N_VAL_FULL = 5000
 _SEP = r"[-_.]"
@@ -107,41 +105,16 @@ def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torc
     return torch.from_numpy(np.array(images, copy=True)).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-def _download(cache: Path) -> dict[str, Path] | None:
-    """torchvision's download, when the network allows; None otherwise."""
+def _download(cache: Path) -> None:
     import torchvision
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(20)
-    try:
-        torchvision.datasets.MNIST(cache, train=True, download=True)
-        torchvision.datasets.MNIST(cache, train=False, download=True)
-    except Exception:  # no network, a firewall, a mirror down: all mean "not available here"
-        return None
-    finally:
-        socket.setdefaulttimeout(previous)
-    return find_mnist_files(cache)
+    torchvision.datasets.MNIST(cache, train=True, download=True)
+    torchvision.datasets.MNIST(cache, train=False, download=True)
 
 
 def locate_mnist(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
     """Find MNIST: in data_dir if given, else under the input root (/kaggle/input), else download."""
-    if data_dir is not None:
-        data_dir = Path(data_dir).expanduser()
-        if not data_dir.exists():
-            raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} does not exist. {HELP}")
-        files = find_mnist_files(data_dir)
-        if files is None:
-            raise DataNotFoundError(f"no MNIST files in {str(data_dir)!r}. {HELP}")
-        return files
-    searched = [runtime.input_root()]
-    files = find_mnist_files(runtime.input_root())
-    if files is None and download:
-        cache = Path.home() / ".cache" / "kdlib" / "mnist"
-        searched.append(cache)
-        files = find_mnist_files(cache) or _download(cache)
-    if files is None:
-        raise DataNotFoundError(f"{HELP} Searched: {', '.join(map(str, searched))}.")
-    return files
+    return locate("MNIST", find_mnist_files, data_dir, _download if download else None, "mnist", HELP)
 
 
 def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,
