@@ -72,9 +72,15 @@ class ASTObjective(Objective):
     def in_warmup(self) -> bool:
         return self.epoch < self.warmup_epochs
 
+    def _table(self, device) -> torch.Tensor:
+        # the stale-score table lives where the data does: no host round trip per step
+        if self.stale_scores.device != torch.device(device):
+            self.stale_scores = self.stale_scores.to(device)
+        return self.stale_scores
+
     def _scores(self, model, x, y, index) -> torch.Tensor:
         if self.scoring == "stale":
-            return self.stale_scores.to(x.device)[index]
+            return self._table(x.device)[index]
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -139,7 +145,7 @@ class ASTObjective(Objective):
 
     def _record(self, index, logits, y) -> None:
         if self.scoring == "stale":
-            self.stale_scores[index.cpu()] = significance(logits, y, self.loss_weight, self.entropy_weight).cpu()
+            self._table(logits.device)[index] = significance(logits, y, self.loss_weight, self.entropy_weight)
 
     def settings(self) -> dict:
         c = self.controller
