@@ -51,8 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--epochs", type=int, help="cifar10-ast: epochs of every method")
     run.add_argument("--target-rate", type=float, help="cifar10-ast: the controller's target activation rate")
     run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast: how samples are scored")
+    kaggle = commands.add_parser("kaggle", help="Kaggle kernels")
+    kaggle_commands = kaggle.add_subparsers(dest="kaggle_command", required=True)
+    validate = kaggle_commands.add_parser("validate", help="check kaggle_kernels/<name> before a push")
+    validate.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
     args = parser.parse_args(argv)
 
+    if args.command == "kaggle":
+        return kaggle_main(args)
     if args.data and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
     per_experiment = EXPERIMENT_OPTIONS[args.experiment]
@@ -74,6 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     print((args.out / "results.txt").read_text())
     print(f"executed notebook: {executed}\nresults: {args.out / 'results.json'} ({len(results['runs'])} runs)")
     return 0
+
+
+def kaggle_main(args) -> int:
+    from . import kaggle
+
+    names = kaggle.kernel_names() if args.name == "all" else [args.name]
+    failed = 0
+    for name in names:
+        problems = kaggle.validate_kernel(name)
+        print(f"{name}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+        for problem in problems:
+            print(f"  - {problem}")
+        failed += bool(problems)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

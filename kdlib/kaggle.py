@@ -1,0 +1,117 @@
+"""Kaggle kernels: validation of a kernel folder before it is pushed.
+
+The official client's own checks are called, not re-implemented (title, id and slug, language, kernel type,
+the forms of dataset, kernel and model source strings); ours follow: machine shape set and not P100,
+internet stated explicitly (the client silently defaults it to on), outputs stripped, no credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+METADATA_FILE = "kernel-metadata.json"
+KERNELS_DIR = Path(__file__).resolve().parent.parent / "kaggle_kernels"
+T4_SHAPE = "NvidiaTeslaT4"
+# What a leaked credential looks like: an API key in kaggle.json form, an assignment of one, a new-style token.
+_CREDENTIAL_PATTERNS = [re.compile(p) for p in (r'"key"\s*:\s*"[0-9a-f]{32}"', r"KAGGLE_KEY\s*=\s*\S{16,}",
+                                                r"KGAT_[A-Za-z0-9]{16,}")]
+
+
+def _official_api():
+    # Importing kaggle tries to authenticate and prints a page of advice when there are no credentials;
+    # the validators need none, so that output is kept out of the user's way.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        return KaggleApi()
+
+
+def validate_kernel_folder(folder: str | Path) -> list[str]:
+    """Problems with a kernel folder, each naming the field or file and the fix; empty when it can be pushed."""
+    from slugify import slugify
+
+    folder = Path(folder)
+    meta_path = folder / METADATA_FILE
+    if not meta_path.is_file():
+        return [f"{meta_path}: missing; create it (see kaggle_kernels/*/{METADATA_FILE})"]
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        return [f"{meta_path}: not valid JSON ({exc})"]
+    api, problems = _official_api(), []
+
+    title = meta.get("title") or ""
+    if len(title) < 5:
+        problems.append("title: must be at least 5 characters (the kaggle client refuses shorter titles)")
+    kernel_id = meta.get("id") or ""
+    if not kernel_id:
+        problems.append("id: set it to '<owner>/<slug>'")
+    else:
+        try:
+            owner, slug, version = api.parse_kernel_string(kernel_id)
+            api.validate_kernel_string(kernel_id)
+            if version is not None:
+                problems.append(f"id: {kernel_id!r} must not carry a version")
+            if title and slug.lower() != slugify(title):
+                problems.append(f"id: slug {slug!r} must equal the title's slug {slugify(title)!r}; change one of them")
+        except ValueError as exc:
+            problems.append(f"id: {exc}")
+    if meta.get("language") not in api.valid_push_language_types:
+        problems.append(f"language: {meta.get('language')!r}; use one of {api.valid_push_language_types}")
+    if meta.get("kernel_type") not in api.valid_push_kernel_types:
+        problems.append(f"kernel_type: {meta.get('kernel_type')!r}; use one of {api.valid_push_kernel_types}")
+    for field, check in (("dataset_sources", api.validate_dataset_string), ("kernel_sources", api.validate_kernel_string),
+                         ("model_sources", api.validate_model_instance_version_string)):
+        for source in meta.get(field, []):
+            try:
+                check(source)
+            except ValueError as exc:
+                problems.append(f"{field}: {source!r}: {exc}")
+
+    # ours
+    shape = meta.get("machine_shape")
+    if not shape:
+        problems.append(f"machine_shape: not set; use {T4_SHAPE!r} (Kaggle's T4 x2)")
+    elif "p100" in str(shape).lower():
+        problems.append(f"machine_shape: {shape!r}: P100 sessions no longer run current PyTorch; use {T4_SHAPE!r}")
+    if not isinstance(meta.get("enable_internet"), bool):
+        problems.append("enable_internet: state it explicitly (true or false); the kaggle client defaults it to true")
+    code_path = folder / meta.get("code_file", "")
+    if not meta.get("code_file") or not code_path.is_file():
+        problems.append(f"code_file: {str(code_path)!r} not found; put the notebook in the folder (kdlib kaggle build)")
+    elif code_path.suffix == ".ipynb":
+        cells = json.loads(code_path.read_text()).get("cells", [])
+        if any(c.get("outputs") or c.get("execution_count") for c in cells if c.get("cell_type") == "code"):
+            problems.append(f"code_file: {code_path.name} has stored outputs; strip them before pushing")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        text = path.read_text(errors="ignore")
+        if any(pattern.search(text) for pattern in _CREDENTIAL_PATTERNS):
+            problems.append(f"{path.name}: looks like it holds a Kaggle credential; remove it (credentials are never pushed)")
+    return problems
+
+
+def kernel_names() -> list[str]:
+    return sorted(p.parent.name for p in KERNELS_DIR.glob(f"*/{METADATA_FILE}"))
+
+
+def validate_kernel(name: str) -> list[str]:
+    """Validate kaggle_kernels/<name> together with the notebook its metadata names, as they would be pushed."""
+    import shutil
+    import tempfile
+
+    from .__main__ import NOTEBOOK_DIR
+
+    source = KERNELS_DIR / name
+    if not (source / METADATA_FILE).is_file():
+        return [f"no kernel {name!r}; known: {', '.join(kernel_names())}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        shutil.copytree(source, staged)
+        code_file = json.loads((source / METADATA_FILE).read_text()).get("code_file", "")
+        if code_file and (NOTEBOOK_DIR / code_file).is_file():
+            shutil.copy(NOTEBOOK_DIR / code_file, staged / code_file)
+        return validate_kernel_folder(staged)
