@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     kaggle_commands = kaggle.add_subparsers(dest="kaggle_command", required=True)
     validate = kaggle_commands.add_parser("validate", help="check kaggle_kernels/<name> before a push")
     validate.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
+    build = kaggle_commands.add_parser("build", help="write the push folder: metadata + notebook with kdlib bundled")
+    build.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
+    build.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where the push folders go")
+    build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME)")
     args = parser.parse_args(argv)
 
     if args.command == "kaggle":
@@ -88,7 +92,12 @@ def kaggle_main(args) -> int:
     names = kaggle.kernel_names() if args.name == "all" else [args.name]
     failed = 0
     for name in names:
-        problems = kaggle.validate_kernel(name)
+        if args.kaggle_command == "build":
+            folder = kaggle.build(name, args.out, args.owner)
+            problems = kaggle.validate_kernel_folder(folder)
+            print(f"built {folder}")
+        else:
+            problems = kaggle.validate_kernel(name)
         print(f"{name}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
         for problem in problems:
             print(f"  - {problem}")

@@ -115,3 +115,66 @@ def validate_kernel(name: str) -> list[str]:
         if code_file and (NOTEBOOK_DIR / code_file).is_file():
             shutil.copy(NOTEBOOK_DIR / code_file, staged / code_file)
         return validate_kernel_folder(staged)
+
+
+BUNDLE_DIR = "/tmp/kdlib_bundle"
+SETUP_TAG = "kdlib-setup"
+OWNER_PLACEHOLDER = "kdlib-owner"
+
+
+def bundle_package() -> str:
+    """The kdlib package's source as a base64-encoded zip (no caches, no compiled files)."""
+    import base64
+    import zipfile
+
+    package = Path(__file__).resolve().parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(package.rglob("*.py")):
+            zf.write(path, Path("kdlib") / path.relative_to(package))
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def bootstrap_cell_source(bundle: str) -> str:
+    from . import __version__
+
+    return (
+        f"# kdlib {__version__}, bundled into this notebook by `python -m kdlib kaggle build`: Kaggle runs it with\n"
+        "# the internet off, so the package travels inside the notebook and is unpacked here.\n"
+        "import base64, io, pathlib, sys, zipfile\n"
+        f"_bundle = pathlib.Path({BUNDLE_DIR!r})\n"
+        f"zipfile.ZipFile(io.BytesIO(base64.b64decode({bundle!r}))).extractall(_bundle)\n"
+        "sys.path.insert(0, str(_bundle))\n"
+        "import kdlib\n"
+        "print('kdlib', kdlib.__version__, 'from', pathlib.Path(kdlib.__file__).parent)"
+    )
+
+
+def build(name: str, out_dir: str | Path, owner: str | None = None) -> Path:
+    """Write the push folder for kernel ``name``: its metadata (id under ``owner``) and its notebook with
+    outputs stripped and the setup cell replaced by the bundled package. ``notebooks/`` stays the source."""
+    import os
+
+    import nbformat
+
+    from .__main__ import NOTEBOOK_DIR
+
+    source = KERNELS_DIR / name
+    if not (source / METADATA_FILE).is_file():
+        raise ValueError(f"no kernel {name!r}; known: {', '.join(kernel_names())}")
+    meta = json.loads((source / METADATA_FILE).read_text())
+    owner = owner or os.environ.get("KAGGLE_USERNAME") or OWNER_PLACEHOLDER
+    meta["id"] = f"{owner}/{meta['id'].split('/', 1)[1]}"
+    nb = nbformat.read(NOTEBOOK_DIR / meta["code_file"], as_version=4)
+    setup = [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+    if len(setup) != 1:
+        raise ValueError(f"{meta['code_file']}: expected one cell tagged {SETUP_TAG!r}, found {len(setup)}")
+    setup[0].source = bootstrap_cell_source(bundle_package())
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    folder = Path(out_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / meta["code_file"])
+    (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return folder

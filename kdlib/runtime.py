@@ -15,6 +15,7 @@ import torch
 
 # Tests (and users with unusual mounts) point this at a folder laid out like /kaggle/input.
 INPUT_ROOT_ENV = "KDLIB_INPUT_ROOT"
+WORKING_DIR_ENV = "KDLIB_WORKING_DIR"  # likewise for /kaggle/working
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
 
@@ -33,10 +34,14 @@ def input_root() -> Path:
     return Path(os.environ.get(INPUT_ROOT_ENV) or KAGGLE_INPUT)
 
 
+def working_dir() -> Path:
+    return Path(os.environ.get(WORKING_DIR_ENV) or KAGGLE_WORKING)
+
+
 def default_out_dir(experiment: str) -> Path:
     """Kaggle keeps only what is under /kaggle/working; elsewhere results go to ./runs."""
     if detect_platform() == "kaggle":
-        return KAGGLE_WORKING / experiment
+        return working_dir() / experiment
     return Path("runs") / experiment
 
 

@@ -86,3 +86,76 @@ def test_cli_validates_every_kernel(capsys):
     out = capsys.readouterr().out
     assert all(f"{name}: ok" in out for name in NOTEBOOKS)
     assert main(["kaggle", "validate", "nope"]) == 1
+
+
+def isolated_kernel(tmp_path: Path, monkeypatch) -> str:
+    """A Jupyter kernel whose Python sees the installed libraries (torch, ipykernel...) but not kdlib: the
+    project venv's site-packages are on its path without their .pth files, so the editable install of kdlib
+    is not active. Returns the kernel name."""
+    import site
+    import subprocess
+    import sys
+
+    venv = tmp_path / "isolated-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    target = next(venv.glob("lib/python*/site-packages"))
+    (target / "project-libraries.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = venv / "bin" / "python"
+    probe = subprocess.run([str(python), "-c", "import kdlib"], cwd=tmp_path, capture_output=True)
+    assert probe.returncode != 0, "kdlib must not be importable from the isolated environment"
+    spec_dir = tmp_path / "jupyter" / "kernels" / "kdlib-isolated"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "isolated", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "kdlib-isolated"
+
+
+@pytest.mark.notebook
+def test_built_notebook_runs_as_a_kaggle_batch_session(tmp_path, monkeypatch):
+    import papermill
+
+    from conftest import HOJJATK_NAMES, write_idx_dataset
+    from kdlib.kaggle import BUNDLE_DIR, build
+
+    folder = build("mnist-kd", tmp_path / "build", owner="someone")
+    assert validate_kernel_folder(folder) == []
+    kaggle_input, working = tmp_path / "kaggle" / "input", tmp_path / "kaggle" / "working"
+    write_idx_dataset(kaggle_input / "datasets" / "hojjatk" / "mnist-dataset", n_train=300, n_test=60,
+                      names=HOJJATK_NAMES, nested=True)
+    working.mkdir(parents=True)
+    monkeypatch.setenv("KDLIB_INPUT_ROOT", str(kaggle_input))
+    monkeypatch.setenv("KDLIB_WORKING_DIR", str(working))
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    kernel = isolated_kernel(tmp_path, monkeypatch)
+    executed = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(folder / "01_mnist_kd.ipynb"), str(executed), kernel_name=kernel, cwd=str(folder),
+                               parameters={"PRESET": "quick", "SEEDS": [0], "TEACHER_EPOCHS": 1, "STUDENT_EPOCHS": 1},
+                               progress_bar=False)
+    results = json.loads((working / "mnist-kd" / "results.json").read_text())
+    assert results["hardware"]["platform"] == "kaggle" and results["dataset"]["name"] == "MNIST (idx)"
+    assert "datasets/hojjatk/mnist-dataset" in results["dataset"]["source"]
+    setup = next(c for c in json.loads(executed.read_text())["cells"] if "kdlib-setup" in c["metadata"].get("tags", []))
+    printed = "".join("".join(o.get("text", "")) for o in setup["outputs"])
+    assert f"from {BUNDLE_DIR}/kdlib" in printed  # kdlib came from the notebook itself
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_build_replaces_only_the_setup_cell(tmp_path, name):
+    import nbformat
+
+    from kdlib.kaggle import build
+
+    folder = build(name, tmp_path, owner="someone")
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    assert meta["id"].startswith("someone/")
+    source = nbformat.read(ROOT / "notebooks" / NOTEBOOKS[name], as_version=4)
+    built = nbformat.read(folder / NOTEBOOKS[name], as_version=4)
+    assert len(source.cells) == len(built.cells)
+    for a, b in zip(source.cells, built.cells):
+        if "kdlib-setup" in a.metadata.get("tags", []):
+            assert "base64.b64decode" in b.source and "import kdlib" in b.source
+        else:
+            assert a.source == b.source
+    assert all(not c.get("outputs") for c in built.cells if c.cell_type == "code")
