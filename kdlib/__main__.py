@@ -59,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
     build.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where the push folders go")
     build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME)")
+    push = kaggle_commands.add_parser("push", help="build, validate and push a kernel")
+    push.add_argument("name", help="a kernel folder name")
+    push.add_argument("--out", type=Path, default=Path("build/kaggle"))
+    push.add_argument("--owner")
+    push.add_argument("--dry-run", action="store_true", help="build and validate, show what would be sent, send nothing")
+    status = kaggle_commands.add_parser("status", help="a pushed kernel's session status")
+    status.add_argument("kernel", help="owner/slug")
+    status.add_argument("--wait", action="store_true", help="poll until the session ends")
+    status.add_argument("--poll", type=float, default=30.0, help="seconds between polls")
+    fetch = kaggle_commands.add_parser("output", help="download a kernel's results and print the summary table")
+    fetch.add_argument("kernel", help="owner/slug")
+    fetch.add_argument("--dest", type=Path, default=Path("runs/kaggle"))
     args = parser.parse_args(argv)
 
     if args.command == "kaggle":
@@ -87,8 +99,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def kaggle_main(args) -> int:
-    from . import kaggle
+    from . import kaggle, report
 
+    try:
+        if args.kaggle_command == "push":
+            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run)
+            print(("would send" if args.dry_run else "pushed") + ":\n" + json.dumps(sent, indent=2))
+            return 0
+        if args.kaggle_command == "status":
+            print(kaggle.status(args.kernel, wait=args.wait, poll_seconds=args.poll))
+            return 0
+        if args.kaggle_command == "output":
+            results_path = kaggle.output(args.kernel, args.dest)
+            results = json.loads(results_path.read_text())
+            print(f"{results['experiment']} ({results['preset']}) on {results['dataset']['name']}, {results['hardware']}")
+            print(report.summary_frame(results).to_string(index=False))
+            return 0
+    except (kaggle.KaggleCredentialsError, ValueError, RuntimeError, FileNotFoundError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     names = kaggle.kernel_names() if args.name == "all" else [args.name]
     failed = 0
     for name in names:

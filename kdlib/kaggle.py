@@ -178,3 +178,102 @@ def build(name: str, out_dir: str | Path, owner: str | None = None) -> Path:
     nbformat.write(nb, folder / meta["code_file"])
     (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return folder
+
+
+# ---- push, status, output through the official client -------------------------------------------------
+
+class KaggleCredentialsError(RuntimeError):
+    pass
+
+
+CREDENTIALS_HELP = (
+    "No Kaggle credentials found. Create a token at https://www.kaggle.com/settings/api, then either set "
+    "KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or save kaggle.json in ~/.kaggle (or $KAGGLE_CONFIG_DIR) "
+    "with permissions 600."
+)
+
+
+def credentials_source() -> str | None:
+    """Where the kaggle client will find credentials (never their value), or None. Warns when kaggle.json is
+    readable by other users."""
+    import os
+    import stat
+    import warnings
+
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
+    token_file = config_dir / "access_token"
+    if token_file.is_file():
+        return str(token_file)
+    config = config_dir / "kaggle.json"
+    if config.is_file():
+        if config.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.warn(f"{config} can be read by other users of this machine: run 'chmod 600 {config}'")
+        return str(config)
+    return None
+
+
+def authenticated_api():
+    if credentials_source() is None:
+        raise KaggleCredentialsError(CREDENTIALS_HELP)
+    api = _official_api()
+    with contextlib.redirect_stdout(io.StringIO()):
+        api.authenticate()
+    return api
+
+
+def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bool = False) -> dict:
+    """Build, validate, then (unless ``dry_run``) push kernel ``name``; returns what was (or would be) sent."""
+    folder = build(name, build_dir, owner)
+    problems = validate_kernel_folder(folder)
+    if problems:
+        raise ValueError(f"{folder} is not ready to push:\n" + "\n".join(f"  - {p}" for p in problems))
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    sent = {"folder": str(folder), **{k: meta.get(k) for k in ("id", "title", "code_file", "machine_shape", "enable_gpu",
+                                                               "enable_internet", "is_private", "dataset_sources",
+                                                               "model_sources")}}
+    if dry_run:
+        return sent
+    if meta["id"].startswith(OWNER_PLACEHOLDER + "/"):
+        raise ValueError("the kernel id has no owner: pass --owner or set KAGGLE_USERNAME")
+    response = authenticated_api().kernels_push(str(folder))
+    if response is None or getattr(response, "error", None):
+        raise RuntimeError(f"Kaggle refused the push of {meta['id']}: {getattr(response, 'error', 'no response')}")
+    sent["url"] = getattr(response, "url", None)
+    return sent
+
+
+TERMINAL_STATUSES = ("complete", "error", "cancelacknowledged", "cancelrequested")
+
+
+def status(kernel_id: str, wait: bool = False, poll_seconds: float = 30.0, timeout: float | None = None,
+           sleep=None) -> str:
+    """The kernel's latest session status ('running', 'complete', 'error', ...); with ``wait``, polls until it ends."""
+    import time
+
+    sleep = sleep or time.sleep
+    api = authenticated_api()
+    start = time.monotonic()
+    while True:
+        response = api.kernels_status(kernel_id)
+        value = getattr(response.status, "name", response.status)
+        state = str(value).lower().replace("_", "")
+        if not wait or state in TERMINAL_STATUSES:
+            return state
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"{kernel_id} still {state} after {timeout:.0f} s")
+        sleep(poll_seconds)
+
+
+def output(kernel_id: str, dest: str | Path) -> Path:
+    """Download the kernel's output files (results.json, figures...) into ``dest``; returns results.json's path."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    authenticated_api().kernels_output(kernel_id, str(dest), force=True)
+    found = sorted(dest.rglob("results.json"))
+    if not found:
+        raise FileNotFoundError(f"{kernel_id}'s output holds no results.json (did the run finish? see `status`)")
+    return found[0]
