@@ -113,7 +113,8 @@ def isolated_kernel(tmp_path: Path, monkeypatch) -> str:
 
 
 @pytest.mark.notebook
-def test_built_notebook_runs_as_a_kaggle_batch_session(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layout", ["datasets/hojjatk/mnist-dataset", "mnist-dataset"], ids=["new-mount", "old-mount"])
+def test_built_notebook_runs_as_a_kaggle_batch_session(tmp_path, monkeypatch, layout):
     import papermill
 
     from conftest import HOJJATK_NAMES, write_idx_dataset
@@ -122,8 +123,7 @@ def test_built_notebook_runs_as_a_kaggle_batch_session(tmp_path, monkeypatch):
     folder = build("mnist-kd", tmp_path / "build", owner="someone")
     assert validate_kernel_folder(folder) == []
     kaggle_input, working = tmp_path / "kaggle" / "input", tmp_path / "kaggle" / "working"
-    write_idx_dataset(kaggle_input / "datasets" / "hojjatk" / "mnist-dataset", n_train=300, n_test=60,
-                      names=HOJJATK_NAMES, nested=True)
+    write_idx_dataset(kaggle_input / layout, n_train=300, n_test=60, names=HOJJATK_NAMES, nested=True)
     working.mkdir(parents=True)
     monkeypatch.setenv("KDLIB_INPUT_ROOT", str(kaggle_input))
     monkeypatch.setenv("KDLIB_WORKING_DIR", str(working))
@@ -135,7 +135,7 @@ def test_built_notebook_runs_as_a_kaggle_batch_session(tmp_path, monkeypatch):
                                progress_bar=False)
     results = json.loads((working / "mnist-kd" / "results.json").read_text())
     assert results["hardware"]["platform"] == "kaggle" and results["dataset"]["name"] == "MNIST (idx)"
-    assert "datasets/hojjatk/mnist-dataset" in results["dataset"]["source"]
+    assert results["dataset"]["source"].startswith(str(kaggle_input / layout))
     setup = next(c for c in json.loads(executed.read_text())["cells"] if "kdlib-setup" in c["metadata"].get("tags", []))
     printed = "".join("".join(o.get("text", "")) for o in setup["outputs"])
     assert f"from {BUNDLE_DIR}/kdlib" in printed  # kdlib came from the notebook itself
