@@ -177,6 +177,10 @@ class FitResult:
     def samples_backpropagated(self) -> int:
         return int(sum(h["samples_backpropagated"] for h in self.history))
 
+    @property
+    def samples_forwarded(self) -> int:
+        return int(sum(h["samples_forwarded"] for h in self.history))
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -121,11 +121,6 @@ def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: P
                                  seed=seed, record_batches=RECORDED_BATCHES if method == "ast" else 0,
                                  keep_low=cfg.keep_low if method == "ast" else 0.0)
     model, record = train_and_test(method, cfg.model, data, config, out_dir, device, objective=objective, **cfg.model_kwargs)
-    history = record["history"]
-    record["samples_backpropagated"] = int(sum(h["samples_backpropagated"] for h in history))
-    record["samples_forwarded"] = int(sum(h["samples_forwarded"] for h in history))
-    energies = [h.get("energy_joules") for h in history]
-    record["energy_joules"] = None if any(e is None for e in energies) else float(sum(energies))
     stream_path = Path(out_dir) / "runs" / f"{method}-seed{seed}" / "significance_stream.npy"
     if objective is not None and objective.recorded_scores:
         np.save(stream_path, torch.stack(objective.recorded_scores).numpy())
