@@ -94,6 +94,11 @@ class Objective:
     def on_epoch_start(self, epoch: int) -> None:
         pass
 
+    def on_validation(self, epoch: int, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Called with the epoch's validation logits and labels (CPU) before the checkpoint is written;
+        adaptive algorithms update themselves here. Returns extra values for the history."""
+        return {}
+
     def epoch_stats(self) -> dict:
         """Extra per-epoch values for the history (an algorithm's temperature, activation rate...)."""
         return {}
@@ -183,8 +188,9 @@ class FitResult:
 
 
 def _sync(device: torch.device) -> None:
+    # The current stream only: students trained concurrently on their own streams do not wait for each other.
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        torch.cuda.current_stream(device).synchronize()
 
 
 def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Objective | None = None,
@@ -282,6 +288,7 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
         train_seconds += epoch_seconds
         val_logits, val_labels = predict_logits(model, val_loader, precision)
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
+        adaptive_stats = objective.on_validation(epoch, val_logits, val_labels)
         record = {
             "epoch": epoch + 1,
             "lr": scheduler.get_last_lr()[0],
@@ -294,6 +301,7 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
             "energy_joules": energy,
             "samples_forwarded": seen,
             "samples_backpropagated": seen,
+            **adaptive_stats,
             **objective.epoch_stats(),
         }
         history.append(record)
