@@ -223,17 +223,20 @@ def plot_samples(x, y, classes: list[str], path=None, n: int = 20, title: str = 
 
 def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.05) -> dict:
     """Difference of test accuracy between two methods over the seeds both ran, with a paired t-test
-    when there are at least two such seeds, and a sentence whose wording follows the numbers."""
+    (and a Wilcoxon signed-rank test) when there are at least two such seeds, and a sentence whose
+    wording follows the numbers. The t-test's p-value is the one the sentence judges by."""
     acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
     seeds = sorted({s for m, s in acc if m == method} & {s for m, s in acc if m == baseline})
     if not seeds:
         raise ValueError(f"no seed ran both {method!r} and {baseline!r}")
     diffs = np.array([acc[(method, s)] - acc[(baseline, s)] for s in seeds])
-    p_value = None
+    p_value = wilcoxon_p = None
     if len(seeds) >= 2 and np.any(diffs != diffs[0]):
-        from scipy.stats import ttest_rel
+        from scipy.stats import ttest_rel, wilcoxon
 
         p_value = float(ttest_rel([acc[(method, s)] for s in seeds], [acc[(baseline, s)] for s in seeds]).pvalue)
+        if np.any(diffs != 0):
+            wilcoxon_p = float(wilcoxon(diffs).pvalue)
     mean = float(diffs.mean())
     text = f"{method} - {baseline}: {100 * mean:+.2f} points of test accuracy (mean over {len(seeds)} seed(s))"
     if p_value is None:
@@ -242,8 +245,49 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
         text += f"; paired t-test p = {p_value:.3g} < {alpha}: the difference is significant at this level."
     else:
         text += f"; paired t-test p = {p_value:.3g} >= {alpha}: the difference is not significant."
+    if wilcoxon_p is not None:
+        text += f" (Wilcoxon signed-rank p = {wilcoxon_p:.3g}"
+        text += "; with 5 or fewer seeds it cannot go below 0.05.)" if len(seeds) <= 5 else ".)"
     return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
-            "text": text}
+            "wilcoxon_p": wilcoxon_p, "text": text}
+
+
+def mcnemar(predictions_a, predictions_b, labels) -> dict:
+    """Exact McNemar test on paired test predictions: b = samples only A gets right, c = only B; under
+    the null each discordant sample is a fair coin, so p = two-sided binomial(min(b, c); b + c, 1/2)."""
+    from scipy.stats import binomtest
+
+    a_right = np.asarray(predictions_a) == np.asarray(labels)
+    b_right = np.asarray(predictions_b) == np.asarray(labels)
+    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+    p = float(binomtest(min(b, c), b + c, 0.5).pvalue) if b + c else 1.0
+    return {"only_a_correct": b, "only_b_correct": c, "p_value": p}
+
+
+def mcnemar_by_seed(out_dir: str | Path, method: str, baseline: str, seeds, labels, alpha: float = 0.05) -> dict:
+    """McNemar's test of ``method`` against ``baseline`` for each seed, from the test predictions each run
+    saved (``runs/<method>-seed<k>/test_predictions.npy``), and a sentence on how many were significant."""
+    rows = []
+    for seed in seeds:
+        a = np.load(Path(out_dir) / "runs" / f"{method}-seed{seed}" / "test_predictions.npy")
+        b = np.load(Path(out_dir) / "runs" / f"{baseline}-seed{seed}" / "test_predictions.npy")
+        rows.append({"seed": seed, **mcnemar(a, b, labels)})
+    significant = sum(r["p_value"] < alpha for r in rows)
+    text = (f"McNemar {method} vs {baseline}: significant (p < {alpha}) in {significant} of {len(rows)} seed(s); "
+            + ", ".join(f"seed {r['seed']}: {r['only_a_correct']} vs {r['only_b_correct']} discordant, "
+                        f"p = {r['p_value']:.3g}" for r in rows) + ".")
+    return {"method": method, "baseline": baseline, "per_seed": rows, "significant_seeds": significant, "text": text}
+
+
+def add_p_values(results: dict, baseline: str) -> None:
+    """Each summary row gets its paired t-test p-value against ``baseline`` (None where not computable)."""
+    for row in results["summary"]:
+        if row["method"] == baseline:
+            continue
+        try:
+            row[f"p_value_vs_{baseline}"] = compare_methods(results, row["method"], baseline)["p_value"]
+        except ValueError:
+            row[f"p_value_vs_{baseline}"] = None
 
 
 def plot_accuracy_curves(runs: list[dict], path=None):
@@ -308,4 +352,67 @@ def plot_cost_bars(summary: list[dict], path=None):
         ax_e.axis("off")
         ax_e.text(0.5, 0.5, "GPU energy: n/a\n(no NVML-readable GPU in this run)", ha="center", va="center")
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", baseline: str = "kd",
+                   out_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per HPM-KD variant and the baseline, each on the seeds the variant ran: test accuracy
+    (mean ± sample std), the difference to ``reference`` on those same seeds, the paired t-test p-value
+    against ``baseline``, the wall-clock of training the variant's group of seeds and, given ``out_dir``,
+    whether its test predictions equal the reference's on every seed (a removed component that had
+    nothing to act on, or one that changes only cost)."""
+    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+    wall = {c["method"]: c["wall_seconds"] for c in costs}
+    rows = []
+    for method in [reference, *[c["method"] for c in costs if c["method"] != reference], baseline]:
+        seeds = sorted(s for m, s in acc if m == method)
+        if method in (reference, baseline):  # shown on the ablation's seeds
+            ablation_seeds = sorted({s for c in costs if c["method"] != reference for s in c["seeds"]}) or seeds
+            seeds = [s for s in seeds if s in ablation_seeds]
+        values = [acc[(method, s)] for s in seeds]
+        mean, std = mean_std(values)
+        delta = [acc[(method, s)] - acc[(reference, s)] for s in seeds if (reference, s) in acc]
+        p = None
+        if method != baseline:
+            try:
+                p = compare_methods({"runs": [r for r in results["runs"] if r["seed"] in seeds]}, method, baseline)["p_value"]
+            except ValueError:
+                p = None
+        rows.append({
+            "method": method,
+            "seeds": len(seeds),
+            "test acc (%)": f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else ""),
+            f"vs {reference} (points)": f"{100 * float(np.mean(delta)):+.2f}" if delta and method != reference else "",
+            f"p vs {baseline}": f"{p:.3g}" if p is not None else "n/a",
+            "group wall-clock (s)": f"{wall[method]:.1f}" if method in wall else "",
+        })
+        if out_dir is not None:
+            rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(
+                np.array_equal(np.load(Path(out_dir) / "runs" / f"{method}-seed{s}" / "test_predictions.npy"),
+                               np.load(Path(out_dir) / "runs" / f"{reference}-seed{s}" / "test_predictions.npy"))
+                for s in seeds)
+    return pd.DataFrame(rows)
+
+
+def plot_hpmkd_traces(runs: list[dict], path=None):
+    """The temperature each epoch used (meta-temperature) and the mean weight of each teacher
+    (multi-teacher), per run."""
+    plt = _plt()
+    fig, (ax_t, ax_w) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for r in runs:
+        label = f"{r['method']} (seed {r['seed']})"
+        epochs = [h["epoch"] for h in r["history"]]
+        ax_t.plot(epochs, [h.get("temperature") for h in r["history"]], marker="o", label=label)
+        weights = [h.get("teacher_weights") for h in r["history"]]
+        if all(weights):
+            for name in weights[0]:
+                ax_w.plot(epochs, [w[name] for w in weights], marker=".", label=f"{name}, {label}")
+    ax_t.set(xlabel="epoch", ylabel="temperature T", title="Meta-temperature: T used each epoch")
+    ax_w.set(xlabel="epoch", ylabel="mean weight", title="Multi-teacher: mean per-sample weight", ylim=(0, 1))
+    if not ax_w.lines:
+        ax_w.text(0.5, 0.5, "one teacher only: nothing to weigh", ha="center", va="center", transform=ax_w.transAxes)
+    for ax in (ax_t, ax_w):
+        if ax.lines:
+            ax.legend(fontsize=7)
     return _save(fig, path)

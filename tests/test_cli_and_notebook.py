@@ -46,12 +46,23 @@ def test_demo_notebook_end_to_end(tmp_path):
     assert report.validate_results(results) == []
     assert results["experiment"] == "mnist-kd" and results["preset"] == "demo"
     assert "digits" in results["dataset"]["name"] and "not MNIST" in results["dataset"]["name"]
-    assert [s["method"] for s in results["summary"]] == ["teacher", "direct", "kd"]
-    assert {r["method"] for r in results["runs"]} == {"teacher", "direct", "kd"}
+    ablation = ["hpmkd-no-" + c for c in ("progressive", "meta-temperature", "multi-teacher", "config-manager",
+                                          "parallel", "cache")]
+    assert [s["method"] for s in results["summary"]] == ["teacher", "direct", "kd", "hpmkd", *ablation]
     kd = next(s for s in results["summary"] if s["method"] == "kd")
     assert kd["n_seeds"] == 2 and kd["compression"] > 35
+    hpmkd = next(s for s in results["summary"] if s["method"] == "hpmkd")
+    assert hpmkd["n_seeds"] == 2 and 0 <= hpmkd["p_value_vs_kd"] <= 1
+    assert all(s["n_seeds"] == 1 for s in results["summary"] if s["method"] in ablation)  # the demo ablates seed 0
     assert all(r["test_accuracy"] > 0.5 for r in results["runs"])  # everything learned something
-    for figure in ("samples", "accuracy", "retention", "val_accuracy", "confusion_teacher", "confusion_kd"):
+    plan = results["hpmkd"]["plan"]
+    assert len(plan["probes"]) == 4 and plan["probe_epochs_used"] <= plan["probe_budget_epochs"]
+    assert [c["assistants"] for c in plan["chain_candidates"]][:1] == [0]
+    assert [c["method"] for c in results["hpmkd"]["costs"]] == ["hpmkd", *ablation]
+    assert [c["method"] for c in results["comparisons"]] == ["kd", "hpmkd"]
+    assert len(results["mcnemar"][0]["per_seed"]) == 2
+    for figure in ("samples", "accuracy", "retention", "val_accuracy", "confusion_teacher", "confusion_kd",
+                   "hpmkd_traces"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     executed = nbformat.read(out / "01_mnist_kd.ipynb", as_version=4)
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
@@ -67,15 +78,16 @@ def test_notebook_on_mnist_files_with_augmentation(tmp_path):
     write_idx_dataset(tmp_path / "mnist-dataset", n_train=300, n_test=60, names=HOJJATK_NAMES, nested=True)
     out = tmp_path / "out"
     proc = run_kdlib("run", "mnist-kd", "--preset", "quick", "--out", str(out), "--data", str(tmp_path / "mnist-dataset"),
-                     "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1")
+                     "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1", "--ablate", "multi_teacher")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert report.validate_results(results) == []
     assert results["dataset"]["name"] == "MNIST (idx)"
     assert (results["dataset"]["n_train"], results["dataset"]["n_val"], results["dataset"]["n_test"]) == (270, 30, 60)
     assert results["config"]["student"]["augment_shift"] == 2.0
-    assert {(r["method"], r["seed"]) for r in results["runs"]} == {("teacher", 0), ("direct", 0), ("direct", 1),
-                                                                  ("kd", 0), ("kd", 1)}
+    assert {(r["method"], r["seed"]) for r in results["runs"]} == {
+        ("teacher", 0), ("direct", 0), ("direct", 1), ("kd", 0), ("kd", 1), ("hpmkd", 0), ("hpmkd", 1),
+        ("hpmkd-no-multi-teacher", 0), ("hpmkd-no-multi-teacher", 1)}
 
 
 @pytest.mark.notebook

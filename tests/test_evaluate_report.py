@@ -79,3 +79,48 @@ def test_figures_are_written(tmp_path):
     report.plot_confusion(np.eye(3, dtype=int) * 5, ["a", "b", "c"], "cm", tmp_path / "c.png")
     report.plot_histories({"x": [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}]}, tmp_path / "h.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("a.png", "r.png", "c.png", "h.png"))
+
+
+def test_mcnemar_hand_worked():
+    # Ten samples of class 0. A is right on 0..7, B on 0, 1, 8, 9: only-A = 6 (2..7), only-B = 2 (8, 9).
+    # Exact two-sided p = 2 * P(X <= 2), X ~ Bin(8, 1/2) = 2 * (1 + 8 + 28) / 256.
+    labels = np.zeros(10, dtype=int)
+    a = np.array([0] * 8 + [1] * 2)
+    b = np.array([0, 0] + [1] * 6 + [0, 0])
+    got = report.mcnemar(a, b, labels)
+    assert (got["only_a_correct"], got["only_b_correct"]) == (6, 2)
+    assert got["p_value"] == pytest.approx(74 / 256)
+    assert report.mcnemar(a, a, labels)["p_value"] == 1.0
+
+
+def test_mcnemar_by_seed_reads_saved_predictions(tmp_path):
+    labels = np.zeros(10, dtype=int)
+    for method, seed, preds in (("hpmkd", 0, [0] * 10), ("kd", 0, [1] * 10), ("hpmkd", 1, [0] * 10), ("kd", 1, [0] * 10)):
+        (tmp_path / "runs" / f"{method}-seed{seed}").mkdir(parents=True)
+        np.save(tmp_path / "runs" / f"{method}-seed{seed}" / "test_predictions.npy", np.array(preds))
+    got = report.mcnemar_by_seed(tmp_path, "hpmkd", "kd", [0, 1], labels)
+    assert got["significant_seeds"] == 1  # seed 0: 10 vs 0 discordant, p = 2 / 1024
+    assert got["per_seed"][0]["p_value"] == pytest.approx(2 / 1024) and got["per_seed"][1]["p_value"] == 1.0
+    assert "1 of 2 seed(s)" in got["text"]
+
+
+def test_p_values_against_kd_and_the_ablation_table():
+    runs = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in (
+        ("kd", 0, 0.90), ("kd", 1, 0.92), ("kd", 2, 0.91),
+        ("hpmkd", 0, 0.93), ("hpmkd", 1, 0.94), ("hpmkd", 2, 0.95),
+        ("hpmkd-no-cache", 0, 0.93))]
+    results = {"runs": runs, "summary": [{"method": m} for m in ("kd", "hpmkd", "hpmkd-no-cache")]}
+    report.add_p_values(results, "kd")
+    from scipy.stats import ttest_rel
+
+    expected = ttest_rel([0.93, 0.94, 0.95], [0.90, 0.92, 0.91]).pvalue
+    assert results["summary"][1]["p_value_vs_kd"] == pytest.approx(expected)
+    assert results["summary"][2]["p_value_vs_kd"] is None  # one seed: no paired test
+    comparison = report.compare_methods(results, "hpmkd", "kd")
+    assert comparison["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: 2 * (1/2)^3
+    costs = [{"method": "hpmkd", "seeds": [0, 1, 2], "wall_seconds": 3.0},
+             {"method": "hpmkd-no-cache", "seeds": [0], "wall_seconds": 2.0}]
+    table = report.ablation_frame(results, costs)
+    assert list(table["method"]) == ["hpmkd", "hpmkd-no-cache", "kd"]
+    assert list(table["seeds"]) == [1, 1, 1]  # everything on the ablation's seed
+    assert table.iloc[1]["vs hpmkd (points)"] == "+0.00" and table.iloc[2]["vs hpmkd (points)"] == "-3.00"

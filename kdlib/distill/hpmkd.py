@@ -18,6 +18,7 @@ weights as ``KDObjective`` (tested).
 from __future__ import annotations
 
 import contextlib
+import os
 import dataclasses
 import threading
 from dataclasses import dataclass, field
@@ -149,11 +150,11 @@ class HPMKDObjective(Objective):
         outputs = [teacher(x, index) for teacher in self.teachers]
         s = model(x)
         T, ls = self.temperature, self.label_smoothing
-        if self.multi_teacher:
+        if self.multi_teacher and len(outputs) > 1:
             loss, weights = multi_teacher_kd_loss(s, torch.stack(outputs), y, T, self.alpha, self.tau, ls)
             self._weight_sum += weights.detach().sum(0).cpu()
             self._weight_count += len(y)
-        elif len(outputs) == 1:
+        elif len(outputs) == 1:  # one teacher: nothing to weigh, so multi-teacher or not this is classic KD
             loss = kd_loss(s, outputs[0], y, T, self.alpha, ls)
         else:
             loss = sum(kd_loss(s, t, y, T, self.alpha, ls) for t in outputs) / len(outputs)
@@ -162,7 +163,7 @@ class HPMKDObjective(Objective):
     def validation_targets(self, labels: torch.Tensor, temperature: float) -> torch.Tensor:
         """The soft targets the student is asked to match on the validation split, at ``temperature``."""
         stacked = torch.stack([t.float().cpu() for t in self.val_teacher_logits])
-        if self.multi_teacher:
+        if self.multi_teacher and len(stacked) > 1:
             weights = teacher_weights(stacked, labels, temperature, self.tau)
         else:
             weights = torch.full((len(labels), len(stacked)), 1.0 / len(stacked))
@@ -243,8 +244,12 @@ def choose_configuration(probes: list[dict]) -> dict:
 
 # ---- parallel students -----------------------------------------------------------------------------
 
-def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device | None = None) -> list:
+def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device | None = None,
+                     max_concurrent: int | None = None) -> list:
     """Run ``jobs`` at the same time, one thread each, and return their results in order.
+
+    At most ``max_concurrent`` run at once; by default all of them on a GPU, and on a CPU as many as it
+    has cores (more threads than cores only queue behind each other).
 
     PyTorch releases the GIL inside its kernels, so on a CPU one job's Python overlaps another's
     compute; on a GPU each job gets its own CUDA stream, so small kernels of different students
@@ -255,16 +260,25 @@ def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device 
     results: list = [None] * len(jobs)
     errors: list = [None] * len(jobs)
     use_streams = device is not None and torch.device(device).type == "cuda"
+    if max_concurrent is None:
+        max_concurrent = len(jobs) if use_streams else max(1, os.cpu_count() or 1)
+    slots = threading.Semaphore(max(1, max_concurrent))
+    launcher = torch.cuda.current_stream(device) if use_streams else None
 
     def work(i: int) -> None:
-        try:
-            ctx = torch.cuda.stream(torch.cuda.Stream(device)) if use_streams else contextlib.nullcontext()
-            with ctx:
-                results[i] = jobs[i]()
-            if use_streams:
-                torch.cuda.synchronize(device)
-        except BaseException as exc:  # noqa: BLE001  (re-raised below, in the caller's thread)
-            errors[i] = exc
+        with slots:
+            try:
+                ctx = contextlib.nullcontext()
+                if use_streams:
+                    stream = torch.cuda.Stream(device)
+                    stream.wait_stream(launcher)  # tensors the caller made (teacher tables) are ready first
+                    ctx = torch.cuda.stream(stream)
+                with ctx:
+                    results[i] = jobs[i]()
+                    if use_streams:
+                        torch.cuda.current_stream(device).synchronize()
+            except BaseException as exc:  # noqa: BLE001  (re-raised below, in the caller's thread)
+                errors[i] = exc
 
     threads = [threading.Thread(target=work, args=(i,), name=f"kdlib-student-{i}") for i in range(len(jobs))]
     for t in threads:

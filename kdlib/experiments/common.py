@@ -32,19 +32,28 @@ def make_test_loader(data: ImageSplits, device: torch.device, config: TrainConfi
 
 def train_and_test(method: str, model_name: str, data: ImageSplits, config: TrainConfig, out_dir: Path,
                    device: torch.device, objective: Objective | None = None, model: nn.Module | None = None,
-                   **model_kwargs) -> tuple[nn.Module, dict]:
+                   evaluate_test: bool = True, **model_kwargs) -> tuple[nn.Module, dict]:
     """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
     the test split once. Checkpoints and the record live in ``out_dir/runs/<method>-seed<seed>/``:
-    calling again resumes an interrupted run, or returns a finished one without touching test data."""
+    calling again resumes an interrupted run, or returns a finished one without touching test data.
+    ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split."""
     run_dir = Path(out_dir) / "runs" / f"{method}-seed{config.seed}"
     # Seed before building the model, so its initial weights depend on the seed alone.
     runtime.seed_everything(config.seed, config.deterministic)
-    model = model or create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans, **model_kwargs)
+    if model is None:
+        model = create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans, **model_kwargs)
     result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir,
                             desc=f"{method} seed {config.seed}")
     record_path = run_dir / "record.json"
     if record_path.exists():
         return model, json.loads(record_path.read_text())
+    if not evaluate_test:
+        record = {"method": method, "model": model_name, "params": count_parameters(model), "seed": config.seed,
+                  "val_accuracy": result.best_val_accuracy, "val_loss": result.history[result.best_epoch]["val_loss"],
+                  "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds, "epochs": config.epochs,
+                  "history": result.history}
+        atomic_write_json(record, record_path)
+        return model, record
     precision = runtime.select_precision(device, config.amp)
     logits, labels = predict_logits(model, make_test_loader(data, device, config), precision)
     _, test_acc = loss_and_accuracy(logits, labels)

@@ -1,7 +1,8 @@
-"""MNIST distillation: a ResNet-18 teacher, a directly trained student and a Hinton-KD student.
+"""MNIST distillation: a ResNet-18 teacher, a directly trained student, a Hinton-KD student and HPM-KD
+with its ablation.
 
-The teacher is trained once (seed ``seeds[0]``); each student method runs once per seed, so the
-spread over seeds is the students' own.
+The teacher (and HPM-KD's assistants) are trained once (seed ``seeds[0]``); each student method runs
+once per seed, so the spread over seeds is the students' own.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from .. import runtime
 from ..data.device_loader import DeviceLoader
 from ..data.mnist import load_digits_28, load_mnist
 from ..data.splits import ImageSplits
+from ..distill.hpmkd import COMPONENTS, HPMKDSettings
 from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precompute_teacher_logits
 from ..report import build_results
 from ..train import TrainConfig
+from . import hpmkd as hpmkd_steps
 from .common import prepare_out_dir, train_and_test
 
 EXPERIMENT = "mnist-kd"
@@ -36,31 +39,42 @@ class MnistKDConfig:
     temperature: float = DEFAULT_TEMPERATURE
     alpha: float = DEFAULT_ALPHA
     data_seed: int = 0  # fixes the train/val(/test) split; the same for every training seed
+    hpmkd: HPMKDSettings = field(default_factory=HPMKDSettings)
+    ablate: list = field(default_factory=lambda: list(COMPONENTS))  # components removed in turn
+    ablation_seed_count: int | None = None  # the ablation runs the first this-many seeds; None: every seed
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["teacher"], d["student"] = self.teacher.to_dict(), self.student.to_dict()
+        d["teacher"], d["student"], d["hpmkd"] = self.teacher.to_dict(), self.student.to_dict(), self.hpmkd.to_dict()
         return d
 
 
 def _presets() -> dict[str, MnistKDConfig]:
-    # Budgets for the CPU demo are set so the whole notebook runs in about 2-3 minutes on 2 cores.
-    # Students in the demo train without augmentation, so the teacher's logits are computed once.
+    # The demo's budgets are set so the whole notebook (teacher, direct, KD, HPM-KD and its six-way
+    # ablation) runs within 5 minutes on 2 CPU cores. Its students train without augmentation, so
+    # every teacher's logits are computed once and cached.
     demo = MnistKDConfig(
         "demo", "digits", [0, 1],
-        teacher=TrainConfig(epochs=3, batch_size=64, lr=0.05, warmup_epochs=0.5, augment_shift=1.0),
-        student=TrainConfig(epochs=10, batch_size=64, lr=0.1, warmup_epochs=1),
+        teacher=TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_epochs=0.5, augment_shift=1.0),
+        student=TrainConfig(epochs=6, batch_size=64, lr=0.1, warmup_epochs=1),
+        hpmkd=HPMKDSettings(max_assistants=1, assistant_epochs=2, chain_probe_epochs=2, temperatures=(2.0, 6.0),
+                            alphas=(0.5, 0.9), probe_epochs=2, probe_budget_epochs=8),
+        ablation_seed_count=1,  # the demo's ablation runs the first seed only; quick and full run every seed
     )
     quick = MnistKDConfig(
-        "quick", "mnist", [0],
+        "quick", "mnist", [0, 1, 2, 3, 4],
         teacher=TrainConfig(epochs=2, lr=0.05, augment_shift=2.0),
         student=TrainConfig(epochs=3, lr=0.1, augment_shift=2.0),
+        hpmkd=HPMKDSettings(max_assistants=1, assistant_epochs=3, chain_probe_epochs=1, probe_epochs=1,
+                            probe_budget_epochs=9),
     )
     full = MnistKDConfig(
-        "full", "mnist", [0, 1, 2],
+        "full", "mnist", [0, 1, 2, 3, 4],
         teacher=TrainConfig(epochs=15, lr=0.05, augment_shift=2.0, augment_rotate=10.0, augment_scale=(0.9, 1.1)),
         student=TrainConfig(epochs=20, lr=0.1, augment_shift=2.0, augment_rotate=10.0, augment_scale=(0.9, 1.1)),
+        hpmkd=HPMKDSettings(max_assistants=2, assistant_epochs=20, chain_probe_epochs=5, probe_epochs=3,
+                            probe_budget_epochs=27),
     )
     return {"demo": demo, "quick": quick, "full": full}
 
@@ -69,8 +83,10 @@ PRESETS = tuple(_presets())
 
 
 def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_epochs: int | None = None,
-                student_epochs: int | None = None, progress: bool = True, **overrides) -> MnistKDConfig:
-    """The preset's configuration with the notebook's overrides applied."""
+                student_epochs: int | None = None, progress: bool = True, components: dict | None = None,
+                ablate: list | None = None, **overrides) -> MnistKDConfig:
+    """The preset's configuration with the notebook's overrides applied. ``components`` switches HPM-KD's
+    components (e.g. {"cache": False}); ``ablate`` names the components removed in turn ([] for none)."""
     presets = _presets()
     if preset not in presets:
         raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
@@ -89,6 +105,13 @@ def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_ep
         if not hasattr(cfg, field_name):
             raise ValueError(f"unknown setting {field_name!r}")
         setattr(cfg, field_name, value)
+    if components is not None:
+        cfg.hpmkd = dataclasses.replace(cfg.hpmkd, components={**cfg.hpmkd.components, **components})
+    if ablate is not None:
+        unknown = [c for c in ablate if c not in COMPONENTS]
+        if unknown:
+            raise ValueError(f"ABLATE names unknown component(s) {unknown}; the components are {', '.join(COMPONENTS)}")
+        cfg.ablate = list(ablate)
     cfg.teacher.progress = cfg.student.progress = progress
     return cfg
 
@@ -129,10 +152,29 @@ def train_student(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: P
     return train_and_test("kd", cfg.student_model, data, config, out_dir, device, objective=objective)
 
 
-def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device) -> dict:
+def hpmkd_context(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device,
+                  teacher: torch.nn.Module) -> hpmkd_steps.HPMKDContext:
+    return hpmkd_steps.HPMKDContext(data, Path(out_dir), device, teacher, cfg.student_model, cfg.student,
+                                    cfg.temperature, cfg.alpha, cfg.hpmkd, list(cfg.seeds))
+
+
+def plan_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher) -> dict:
+    """HPM-KD's decisions (chain length, T and alpha), from probe runs on the validation split."""
+    return hpmkd_steps.plan(hpmkd_context(cfg, data, out_dir, device, teacher))
+
+
+def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher, decisions: dict,
+                removed: str | None = None) -> tuple[list[dict], dict]:
+    """Full HPM-KD (``removed`` None) on every seed, or HPM-KD without one component on the ablation seeds."""
+    seeds = cfg.seeds if removed is None or cfg.ablation_seed_count is None else cfg.seeds[:cfg.ablation_seed_count]
+    return hpmkd_steps.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
+
+
+def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device, **extra) -> dict:
     slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
-    return build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict())
+    return build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
+                         **extra)
 
 
 __all__ = ["EXPERIMENT", "MnistKDConfig", "PRESETS", "make_config", "load_data", "train_teacher", "train_student",
-           "results", "prepare_out_dir"]
+           "plan_hpmkd", "train_hpmkd", "results", "prepare_out_dir", "COMPONENTS"]
