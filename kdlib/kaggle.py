@@ -123,14 +123,14 @@ OWNER_PLACEHOLDER = "kdlib-owner"
 
 
 def bundle_package() -> str:
-    """The kdlib package's source as a base64-encoded zip (no caches, no compiled files)."""
+    """The kdlib package's source and data files as a base64-encoded zip (no caches, no compiled files)."""
     import base64
     import zipfile
 
     package = Path(__file__).resolve().parent
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(package.rglob("*.py")):
+        for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".json")):
             zf.write(path, Path("kdlib") / path.relative_to(package))
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
