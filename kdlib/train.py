@@ -193,10 +193,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.current_stream(device).synchronize()
 
 
-def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Objective | None = None,
+def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objective: Objective | None = None,
         device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
-        callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train") -> FitResult:
+        callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
+        train_loader=None, val_loader=None) -> FitResult:
     """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
+
+    ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
+    not fit in memory, e.g. ``image_store.StoreLoader``): anything with ``len``, ``set_epoch`` and
+    batches of (images, labels, indices) on the device.
 
     With ``checkpoint_dir`` every epoch is saved (``last.pt``) and the best by validation accuracy
     (``best.pt``); calling ``fit`` again with the same folder resumes after the last saved epoch and
@@ -209,12 +214,15 @@ def fit(model: nn.Module, data: ImageSplits, config: TrainConfig, objective: Obj
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
 
-    mean, std = data.channel_stats()
-    train_loader = DeviceLoader(data.train_x, data.train_y, config.batch_size, device, mean, std, shuffle=True,
-                                drop_last=len(data.train_y) > config.batch_size, augment=config.augmentation(),
-                                seed=config.seed, channels_last=config.channels_last)
-    val_loader = DeviceLoader(data.val_x, data.val_y, config.eval_batch_size, device, mean, std,
-                              channels_last=config.channels_last)
+    if train_loader is None or val_loader is None:
+        mean, std = data.channel_stats()
+    if train_loader is None:
+        train_loader = DeviceLoader(data.train_x, data.train_y, config.batch_size, device, mean, std, shuffle=True,
+                                    drop_last=len(data.train_y) > config.batch_size, augment=config.augmentation(),
+                                    seed=config.seed, channels_last=config.channels_last)
+    if val_loader is None:
+        val_loader = DeviceLoader(data.val_x, data.val_y, config.eval_batch_size, device, mean, std,
+                                  channels_last=config.channels_last)
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))

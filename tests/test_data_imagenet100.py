@@ -186,3 +186,24 @@ def test_store_loader_covers_every_sample_once_with_normalised_images(tmp_path):
     assert again == [i.tolist() for _, _, i in batches]  # same epoch, same order
     loader.set_epoch(2)
     assert [i.tolist() for _, _, i in loader] != again
+
+
+def test_the_training_loop_runs_from_the_store(tmp_path):
+    from kdlib.models import create_model
+    from kdlib.train import TrainConfig, fit
+
+    items = _items(tmp_path, n_classes=4, per_class=6)
+    store = build_store(items, tmp_path / "store", size=16, workers=1, progress=False)
+    indices = store.valid_indices
+    train = StoreLoader(store, indices[:18], 6, "cpu", MEAN3, STD3, augment=RandomResizedCropFlip(12), shuffle=True,
+                        drop_last=True, channels_last=False)
+    val = StoreLoader(store, indices[18:], 8, "cpu", MEAN3, STD3, augment=CenterCropResize(12), channels_last=False)
+    config = TrainConfig(epochs=2, batch_size=6, lr=0.05, warmup_epochs=0, progress=False, channels_last=False)
+    result = fit(create_model("simplecnn", 4, 3), None, config, device=torch.device("cpu"), train_loader=train,
+                 val_loader=val, checkpoint_dir=tmp_path / "run")
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.history[-1]["samples_forwarded"] == 18 and 0 <= result.best_val_accuracy <= 1
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
+MEAN3, STD3 = [0.5] * 3, [0.25] * 3

@@ -41,3 +41,28 @@ def test_unknown_model_lists_the_known_ones():
 def test_timm_passthrough():
     model = create_model("timm:resnet10t", num_classes=5, in_chans=1)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+
+
+def test_pretrained_resnet50_from_an_attached_kaggle_model(tmp_path):
+    import timm
+
+    from kdlib.models.pretrained import find_weights, pretrained_model
+
+    source = timm.create_model("resnet50", pretrained=False, num_classes=1000)
+    folder = tmp_path / "models" / "timm" / "resnet-50" / "pytorch" / "default" / "1"  # Kaggle's new model mount
+    folder.mkdir(parents=True)
+    torch.save(source.state_dict(), folder / "resnet50_a1_in1k.pth")
+    (tmp_path / "notes" / "resnet18.pth").parent.mkdir()
+    (tmp_path / "notes" / "resnet18.pth").write_bytes(b"")  # another architecture: not taken
+    assert find_weights("resnet50", tmp_path) == folder / "resnet50_a1_in1k.pth"
+    model, origin = pretrained_model("resnet50", 100, search_root=tmp_path, allow_download=False)
+    assert origin.endswith("resnet50_a1_in1k.pth") and model.fc.out_features == 100
+    assert torch.equal(model.conv1.weight, source.conv1.weight)
+    assert torch.equal(model.layer4[2].bn3.running_var, source.layer4[2].bn3.running_var)
+
+
+def test_missing_pretrained_weights_name_both_ways_to_get_them(tmp_path):
+    from kdlib.models.pretrained import PretrainedWeightsNotFound, pretrained_model
+
+    with pytest.raises(PretrainedWeightsNotFound, match="Add Input.*internet on"):
+        pretrained_model("resnet50", 100, search_root=tmp_path, allow_download=False)
