@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..train import Objective, StepOutput
 from .controller import PIController, select
-from .significance import significance
+from .significance import combine, loss_and_entropy, significance
 
 
 class ASTObjective(Objective):
@@ -32,8 +32,11 @@ class ASTObjective(Objective):
     def __init__(self, num_samples: int, controller: PIController | None = None, scoring: str = "forward",
                  warmup_epochs: int = 1, random_selection: bool = False,
                  label_smoothing: float = 0.0, loss_weight: float = 0.7, entropy_weight: float = 0.3, seed: int = 0,
-                 record_batches: int = 0, keep_low: float = 0.0):
+                 record_batches: int = 0, keep_low: float = 0.0, sync=None):
         super().__init__(label_smoothing)
+        # Data-parallel training: with ``sync`` (a distributed.RankSync) the ranks share scores and select from
+        # the global batch, so every rank's controller sees the global rate and keeps the same threshold.
+        self.sync = sync
         if scoring not in ("forward", "stale"):
             raise ValueError(f"scoring={scoring!r}: expected 'forward' or 'stale'")
         if warmup_epochs < 0:
@@ -87,7 +90,17 @@ class ASTObjective(Objective):
             logits = model(x)
         model.train(was_training)
         self.forwarded += len(y)
-        return significance(logits, y, self.loss_weight, self.entropy_weight)
+        if self.sync is None:
+            return significance(logits, y, self.loss_weight, self.entropy_weight)
+        return torch.stack(loss_and_entropy(logits, y), 1)  # combined over the global batch in _global_scores
+
+    def _global_scores(self, local: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Data-parallel: the whole global batch's scores, normalised as one process would, and where this
+        rank's samples start in it."""
+        gathered, offset = self.sync.gather(local)
+        if gathered.ndim == 2:  # (CE, entropy) pairs from a scoring forward
+            gathered = combine(gathered[:, 0], gathered[:, 1], self.loss_weight, self.entropy_weight)
+        return gathered, offset
 
     def _epoch_generator(self, device) -> torch.Generator:
         # seeded by (seed, epoch), like the data order: a resumed run draws the same samples
@@ -111,12 +124,20 @@ class ASTObjective(Objective):
             chosen, rate = self._random_pick(len(y), x.device), self.controller.target
         else:
             scores = self._scores(model, x, y, index)
+            if self.sync is not None:
+                scores, offset = self._global_scores(scores)
             if len(self.recorded_scores) < self.record_batches and torch.isfinite(scores).all():
                 self.recorded_scores.append(scores.detach().float().cpu())
             if self.keep_low > 0:
                 chosen, weights, rate = self._select_unbiased(scores)
             else:
                 chosen, rate = select(scores, self.controller.threshold, self.controller.target)
+            if self.sync is not None:  # every rank made the same global choice; keep this rank's part
+                selected_everywhere = len(chosen)
+                mine = (chosen >= offset) & (chosen < offset + len(y))
+                chosen = chosen[mine] - offset
+                if self.keep_low > 0:
+                    weights = weights[mine]
             self.controller.update(rate)
         self.rates.append(rate)
         self.thresholds.append(self.controller.threshold)
@@ -129,6 +150,10 @@ class ASTObjective(Objective):
             losses = F.cross_entropy(logits, ys, reduction="none", label_smoothing=self.label_smoothing)
             return StepOutput((losses * weights).sum() / len(y), logits, ys)
         # The sub-batch is learned from as an ordinary batch (mean loss), as Selective Backprop does.
+        if self.sync is not None and not self.random_selection:
+            # mean over the samples selected on all ranks: DDP averages gradients over ranks, hence x world size
+            losses = F.cross_entropy(logits, ys, reduction="sum", label_smoothing=self.label_smoothing)
+            return StepOutput(losses * self.sync.world_size / selected_everywhere, logits, ys)
         return StepOutput(F.cross_entropy(logits, ys, label_smoothing=self.label_smoothing), logits, ys)
 
     def _select_unbiased(self, scores: torch.Tensor):

@@ -1,0 +1,78 @@
+"""Data-parallel AST on CPU with two gloo processes: the same threshold on every rank, gradients in sync,
+and the same weights as one process training on the global batches."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import tiny_splits
+from kdlib.data.device_loader import DeviceLoader
+from kdlib.distributed import RankSync, ShardedLoader, launch
+from kdlib.sparse.controller import PIController
+from kdlib.sparse.objective import ASTObjective
+from kdlib.train import TrainConfig, fit
+
+GLOBAL_BATCH = 16
+CONFIG = TrainConfig(epochs=3, batch_size=GLOBAL_BATCH, lr=0.05, warmup_epochs=0, progress=False, channels_last=False,
+                     momentum=0.9)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)  # BatchNorm-free, so per-rank batch statistics play no part
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+def _train(rank: int, world_size: int):
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    data = tiny_splits(n_train=128, n_val=32, n_test=32)
+    mean, std = data.channel_stats()
+    loader = DeviceLoader(data.train_x, data.train_y, GLOBAL_BATCH, "cpu", mean, std, shuffle=True, drop_last=True,
+                          seed=CONFIG.seed)
+    model = _model()
+    sync = None
+    if world_size > 1:
+        loader, sync, model = ShardedLoader(loader, rank, world_size), RankSync(), DistributedDataParallel(model)
+    objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring="forward", warmup_epochs=1, sync=sync)
+    result = fit(model, data, CONFIG, objective, torch.device("cpu"), train_loader=loader)
+    module = model.module if world_size > 1 else model
+    thresholds = [t for h in result.history for t in h["batch_thresholds"]]
+    selected = [h["samples_backpropagated"] for h in result.history]
+    return {"state": {k: v.clone() for k, v in module.state_dict().items()}, "thresholds": thresholds,
+            "selected": selected}
+
+
+@pytest.fixture(scope="module")
+def two_ranks():
+    return launch(_train, 2, backend="gloo")
+
+
+def test_every_rank_keeps_the_same_threshold_and_weights(two_ranks):
+    a, b = two_ranks
+    assert len(a["thresholds"]) == 2 * (128 // GLOBAL_BATCH)  # two AST epochs after the warm-up
+    assert a["thresholds"] == b["thresholds"]
+    assert len(set(a["thresholds"])) > 1  # the controller did move
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])  # gradients were averaged
+
+
+def test_two_ranks_equal_one_process_on_the_global_batches(two_ranks):
+    single = _train(0, 1)
+    a, b = two_ranks
+    assert [x + y for x, y in zip(a["selected"], b["selected"])] == single["selected"]
+    assert a["thresholds"] == pytest.approx(single["thresholds"], abs=1e-9)
+    for k, v in single["state"].items():
+        assert torch.allclose(a["state"][k], v, atol=1e-5), k
+
+
+def test_sharded_loader_splits_each_global_batch():
+    data = tiny_splits(n_train=32)
+    mean, std = data.channel_stats()
+    base = DeviceLoader(data.train_x, data.train_y, 8, "cpu", mean, std, shuffle=True, seed=1)
+    parts = [ShardedLoader(base, r, 2) for r in (0, 1)]
+    for (_, _, i0), (_, _, i1), (_, _, whole) in zip(parts[0], parts[1], base):
+        assert torch.equal(torch.cat([i0, i1]), whole)
+    with pytest.raises(ValueError):
+        ShardedLoader(base, 2, 2)
