@@ -21,6 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m kdlib run mnist-kd --preset demo --out $(DEMO_OUT)/mnist-kd
 	$(PY) -m kdlib run cifar10-ast --preset demo --out $(DEMO_OUT)/cifar10-ast
+	$(PY) -m kdlib run imagenet100-ast --preset demo --out $(DEMO_OUT)/imagenet100-ast
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -31,6 +32,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mnist_loop.py
 	$(PY) benchmarks/bench_ast_step.py
+	$(PY) benchmarks/bench_parallel_students.py
+	$(PY) benchmarks/bench_imagenet_pipeline.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

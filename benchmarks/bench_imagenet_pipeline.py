@@ -94,7 +94,13 @@ def main() -> None:
         build = time.perf_counter() - t0
         print(f"store build (once): {build:.1f} s, {args.n / build:.0f} img/s decoded")
         fast = store_epoch(store, device, args.out_size, args.batch_size)
-        print(f"store + on-device crops: {fast:.0f} img/s")
+        print(f"store + on-device crops: {fast:.0f} img/s" + (" (the crops run on this CPU: no GPU here)"
+                                                              if device.type == "cpu" else ""))
+        reader = StoreLoader(store, store.valid_indices, args.batch_size, "cpu", MEAN, STD, shuffle=True)
+        t0 = time.perf_counter()
+        for k in range(len(reader)):
+            reader._read(np.arange(k * args.batch_size, min((k + 1) * args.batch_size, len(store))))
+        print(f"store reads alone (the CPU's share when a GPU does the crops): {len(store) / (time.perf_counter() - t0):.0f} img/s")
         baseline_after = dataloader_epoch(root, args.out_size, args.batch_size, args.workers)
         print(f"ImageFolder + DataLoader again (drift check): {baseline_after:.0f} img/s")
         print(f"ratio store / DataLoader: {fast / baseline:.2f}x (against the second baseline: {fast / baseline_after:.2f}x)")

@@ -15,7 +15,8 @@ from .experiments import NOTEBOOKS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 # command-line options that set a notebook's own parameters
-EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate"), "cifar10-ast": ("epochs", "target_rate", "scoring")}
+EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate"), "cifar10-ast": ("epochs", "target_rate", "scoring"),
+                      "imagenet100-ast": ("epochs", "target_rate", "scoring")}
 
 
 def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, kernel_name: str = "python3",
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--student-epochs", type=int, help="mnist-kd: each student's epochs")
     run.add_argument("--ablate", nargs="*", metavar="COMPONENT",
                      help="mnist-kd: HPM-KD components removed in turn (default: all six; none: no ablation)")
-    run.add_argument("--epochs", type=int, help="cifar10-ast: epochs of every method")
-    run.add_argument("--target-rate", type=float, help="cifar10-ast: the controller's target activation rate")
-    run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast: how samples are scored")
+    run.add_argument("--epochs", type=int, help="cifar10-ast, imagenet100-ast: epochs")
+    run.add_argument("--target-rate", type=float, help="cifar10-ast, imagenet100-ast: the controller's target activation rate")
+    run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast, imagenet100-ast: how samples are scored")
     kaggle = commands.add_parser("kaggle", help="Kaggle kernels")
     kaggle_commands = kaggle.add_subparsers(dest="kaggle_command", required=True)
     validate = kaggle_commands.add_parser("validate", help="check kaggle_kernels/<name> before a push")

@@ -416,3 +416,29 @@ def plot_hpmkd_traces(runs: list[dict], path=None):
         if ax.lines:
             ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def add_cost_ratios(results: dict, runs: list[dict], reference: str = "full", per_epoch: bool = False) -> None:
+    """Each summary row gets its measured cost against ``reference`` (full training) in the same run:
+    ``speedup_vs_full`` (the reference's mean train seconds / the method's; with ``per_epoch``, when the
+    reference ran fewer epochs, the same ratio of mean seconds per epoch), ``energy_joules_mean``,
+    ``energy_ratio_vs_full`` (None without NVML) and ``samples_backpropagated_mean``. Never a formula."""
+    def seconds(r):
+        return np.mean([h["epoch_seconds"] for h in r["history"]]) if per_epoch else r["train_seconds"]
+
+    by_method = {}
+    for r in runs:
+        by_method.setdefault(r["method"], []).append(r)
+    ref = by_method.get(reference, [])
+    ref_seconds = float(np.mean([seconds(r) for r in ref])) if ref else None
+    ref_energy = [r["energy_joules"] for r in ref]
+    ref_energy_mean = float(np.mean(ref_energy)) if ref and all(e is not None for e in ref_energy) else None
+    for row in results["summary"]:
+        rs = by_method[row["method"]]
+        row["samples_backpropagated_mean"] = float(np.mean([r["samples_backpropagated"] for r in rs]))
+        energies = [r["energy_joules"] for r in rs]
+        row["energy_joules_mean"] = None if any(e is None for e in energies) else float(np.mean(energies))
+        row["speedup_vs_full"] = ref_seconds / float(np.mean([seconds(r) for r in rs])) if ref_seconds else None
+        row["speedup_basis"] = "seconds per epoch" if per_epoch else "training seconds"
+        row["energy_ratio_vs_full"] = (ref_energy_mean / row["energy_joules_mean"]
+                                       if ref_energy_mean and row["energy_joules_mean"] else None)

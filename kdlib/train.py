@@ -196,12 +196,13 @@ def _sync(device: torch.device) -> None:
 def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objective: Objective | None = None,
         device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
         callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
-        train_loader=None, val_loader=None) -> FitResult:
+        train_loader=None, val_loader=None, write_checkpoints: bool = True) -> FitResult:
     """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
 
     ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
     not fit in memory, e.g. ``image_store.StoreLoader``): anything with ``len``, ``set_epoch`` and
-    batches of (images, labels, indices) on the device.
+    batches of (images, labels, indices) on the device. ``write_checkpoints=False`` (data-parallel ranks
+    other than 0) resumes from ``checkpoint_dir`` but never writes to it.
 
     With ``checkpoint_dir`` every epoch is saved (``last.pt``) and the best by validation accuracy
     (``best.pt``); calling ``fit`` again with the same folder resumes after the last saved epoch and
@@ -234,6 +235,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     best_val, best_epoch, train_seconds, start_epoch = -1.0, -1, 0.0, 0
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     last_path = ckpt_dir / "last.pt" if ckpt_dir else None
+    save_dir = ckpt_dir if write_checkpoints else None
     if last_path is not None and last_path.exists():
         state = load_checkpoint(last_path)
         saved = {k: v for k, v in state["config"].items() if k not in _RESUME_FREE_FIELDS}
@@ -315,11 +317,11 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         history.append(record)
         if val_acc > best_val:
             best_val, best_epoch = val_acc, epoch
-            if ckpt_dir:
+            if save_dir:
                 atomic_save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}, ckpt_dir / "best.pt")
             else:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if ckpt_dir:
+        if save_dir:
             atomic_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
@@ -331,7 +333,9 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
             callback(epoch, record)
     bar.close()
 
-    if ckpt_dir and (ckpt_dir / "best.pt").exists():
+    if ckpt_dir and not write_checkpoints:
+        pass  # a non-writing rank keeps its last weights; rank 0 holds (and evaluates) the best
+    elif ckpt_dir and (ckpt_dir / "best.pt").exists():
         model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", map_location=device)["model"])
     elif best_epoch >= 0 and resumed_from < config.epochs:
         model.load_state_dict(best_state)

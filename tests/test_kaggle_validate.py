@@ -23,7 +23,9 @@ def test_committed_kernels_are_valid(tmp_path, name):
     folder = push_folder(tmp_path, name)
     meta = json.loads((folder / METADATA_FILE).read_text())
     assert meta["code_file"] == NOTEBOOKS[name]
-    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["enable_gpu"] is True and meta["enable_internet"] is False
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["enable_gpu"] is True
+    # internet off except where pretrained weights are downloaded (ImageNet-100's ResNet-50)
+    assert meta["enable_internet"] is (name == "imagenet100-ast")
     assert validate_kernel_folder(folder) == []
 
 

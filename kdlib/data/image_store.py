@@ -183,7 +183,9 @@ class RandomResizedCropFlip:
         bh = torch.sqrt(area / aspect).clamp(max=h)
         x0, y0 = u[:, 2] * (w - bw), u[:, 3] * (h - bh)
         boxes = torch.stack([torch.arange(n, device=x.device, dtype=x.dtype), x0, y0, x0 + bw, y0 + bh], 1).to(x.dtype)
-        out = roi_align(x, boxes, (self.out_size, self.out_size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        # one bilinear sample per output pixel: crops are 0.5-1.25x the output size, so little aliasing, and it
+        # is 3x cheaper than 2x2 samples where the batch is augmented on a CPU
+        out = roi_align(x, boxes, (self.out_size, self.out_size), spatial_scale=1.0, sampling_ratio=1, aligned=True)
         if self.flip:
             out = torch.where((u[:, 4] < 0.5).view(-1, 1, 1, 1), out.flip(3), out)
         return out
@@ -269,7 +271,7 @@ class StoreLoader:
             x = raw.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
             if self.augment is not None:
                 x = self.augment(x, generator)
-            x = (x - self.mean) / self.std
+            x = x.sub_(self.mean).div_(self.std) if self.augment is not None else (x - self.mean) / self.std
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             index = torch.from_numpy(positions).to(self.device)

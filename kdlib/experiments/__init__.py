@@ -4,4 +4,5 @@
 NOTEBOOKS = {
     "mnist-kd": "01_mnist_kd.ipynb",
     "cifar10-ast": "02_cifar10_ast.ipynb",
+    "imagenet100-ast": "03_imagenet100_ast.ipynb",
 }

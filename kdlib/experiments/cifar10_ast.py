@@ -17,7 +17,7 @@ from .. import runtime
 from ..data.cifar import load_cifar10
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
-from ..report import build_results
+from ..report import add_cost_ratios, build_results
 from ..sparse import ASTObjective, PIController
 from ..train import TrainConfig
 from .common import prepare_out_dir, train_and_test
@@ -132,18 +132,7 @@ def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: to
     slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
     res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
                         reference="full")
-    by_method = {m: [r for r in runs if r["method"] == m] for m in METHODS}
-    full_seconds = np.mean([r["train_seconds"] for r in by_method["full"]]) if by_method["full"] else None
-    full_energy = [r["energy_joules"] for r in by_method["full"]]
-    for row in res["summary"]:
-        rs = by_method[row["method"]]
-        row["samples_backpropagated_mean"] = float(np.mean([r["samples_backpropagated"] for r in rs]))
-        energies = [r["energy_joules"] for r in rs]
-        row["energy_joules_mean"] = None if any(e is None for e in energies) else float(np.mean(energies))
-        # measured in this run against full training on the same hardware; never a formula
-        row["speedup_vs_full"] = float(full_seconds / row["train_seconds_mean"]) if full_seconds else None
-        row["energy_ratio_vs_full"] = (float(np.mean(full_energy) / row["energy_joules_mean"])
-                                       if row["energy_joules_mean"] and all(e is not None for e in full_energy) else None)
+    add_cost_ratios(res, runs)
     return res
 
 

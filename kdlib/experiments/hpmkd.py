@@ -75,7 +75,12 @@ class HPMKDContext:
         return LogitCache(self.out / "logit_cache", enabled=enabled)
 
     def config(self, seed: int, epochs: int | None = None) -> TrainConfig:
-        return dataclasses.replace(self.student_config, seed=seed, epochs=epochs or self.student_config.epochs)
+        if not epochs:
+            return dataclasses.replace(self.student_config, seed=seed)
+        # A short probe keeps its warm-up short too: at most a quarter of its budget (a 1-epoch probe with a
+        # 1-epoch warm-up would never leave the warm-up and score nothing).
+        warmup = min(self.student_config.warmup_epochs, epochs / 4)
+        return dataclasses.replace(self.student_config, seed=seed, epochs=epochs, warmup_epochs=warmup)
 
     @property
     def augmented(self) -> bool:

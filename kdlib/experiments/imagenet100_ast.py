@@ -1,0 +1,326 @@
+"""ImageNet-100 Adaptive Sparse Training: a pretrained ResNet-50 fine-tuned with full training and with AST,
+from a decoded image store, on one GPU or data-parallel on all of them.
+
+Data: the JPEG folders are indexed (``kdlib.data.imagenet100``), decoded once into memory-mapped stores
+(train and val, ``kdlib.data.image_store``) in the working directory, which later sessions reuse. A
+selection split (``selection_per_class`` images of each class) is carved from train and picks each run's
+best epoch; the val folder (ImageNet's validation images) is the test set, used once per run.
+
+The ``demo`` preset writes the embedded scikit-learn digits as 64x64 RGB JPEGs in an ImageFolder tree
+(class folders named like wnids, n00000000..n00000009; *not* ImageNet) and trains a small network from
+scratch on the CPU, so every step (discovery, decoding, store, on-device crops, AST) runs offline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import runtime
+from ..data import image_store, imagenet100
+from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoader
+from ..evaluate import predict_logits
+from ..models import count_parameters, create_model
+from ..report import add_cost_ratios, build_results
+from ..sparse import ASTObjective, PIController
+from ..train import FitResult, TrainConfig, atomic_write_json, fit
+from .common import prepare_out_dir
+
+EXPERIMENT = "imagenet100-ast"
+METHODS = ("full", "ast")
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+DEMO_NAME = "digits as 64x64 RGB JPEGs (scikit-learn's 1,797 real 8x8 digits; not ImageNet)"
+
+
+@dataclass
+class ImageNetASTConfig:
+    preset: str
+    dataset: str  # 'digits-jpeg' (embedded, offline) or 'imagenet100'
+    seeds: list[int]
+    train: TrainConfig
+    model: str = "pretrained:resnet50"  # 'pretrained:<timm arch>' or a kdlib/timm model name (from scratch)
+    model_kwargs: dict = field(default_factory=dict)
+    store_size: int = 160  # shorter side of the decoded store (centre-cropped square)
+    crop_size: int = 128  # training crops and validation views
+    rrc_scale: tuple = (0.25, 1.0)
+    val_crop_fraction: float = 0.875
+    target_rate: float = 0.3
+    scoring: str = "forward"
+    warmup_epochs: int = 1
+    baseline_epochs: int | None = None  # None: as many as AST; fewer: compared epoch for epoch
+    selection_per_class: int = 10
+    world_size: int | None = None  # None: every GPU (1 on a CPU)
+    data_seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"], d["rrc_scale"] = self.train.to_dict(), list(self.rrc_scale)
+        return d
+
+    def controller(self) -> PIController:
+        return PIController(target=self.target_rate)
+
+
+def _presets() -> dict[str, ImageNetASTConfig]:
+    return {
+        # CPU, offline: about 1,300 digit JPEGs, a half-width airbench net from scratch; sized for ~3 minutes.
+        "demo": ImageNetASTConfig("demo", "digits-jpeg", [0], TrainConfig(epochs=6, batch_size=64, lr=0.05, warmup_epochs=1,
+                                                                          label_smoothing=0.1),
+                                  model="airbench_net", model_kwargs={"width": 0.5}, store_size=36, crop_size=32,
+                                  rrc_scale=(0.5, 1.0), target_rate=0.4, warmup_epochs=1, selection_per_class=10),
+        # Kaggle T4 x2, about 15 minutes once the store exists (not yet measured there).
+        "quick": ImageNetASTConfig("quick", "imagenet100", [0], TrainConfig(epochs=3, batch_size=256, lr=0.02,
+                                                                            warmup_epochs=0.5, label_smoothing=0.1,
+                                                                            weight_decay=5e-5),
+                                   store_size=144, crop_size=128, target_rate=0.3, warmup_epochs=1),
+        # Kaggle T4 x2 within 4 hours (not yet measured there): the baseline runs fewer epochs and is compared
+        # epoch for epoch (per-epoch wall-clock and accuracy).
+        "full": ImageNetASTConfig("full", "imagenet100", [0], TrainConfig(epochs=10, batch_size=256, lr=0.02,
+                                                                          warmup_epochs=1, label_smoothing=0.1,
+                                                                          weight_decay=5e-5),
+                                  store_size=176, crop_size=160, target_rate=0.3, warmup_epochs=2, baseline_epochs=4),
+    }
+
+
+PRESETS = tuple(_presets())
+
+
+def make_config(preset: str = "demo", seeds=None, epochs: int | None = None, target_rate: float | None = None,
+                scoring: str | None = None, progress: bool = True) -> ImageNetASTConfig:
+    presets = _presets()
+    if preset not in presets:
+        raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
+    cfg = presets[preset]
+    if seeds is not None:
+        if not seeds:
+            raise ValueError("SEEDS must name at least one seed")
+        cfg.seeds = [int(s) for s in seeds]
+    if epochs is not None:
+        if int(epochs) <= cfg.warmup_epochs:
+            raise ValueError(f"EPOCHS={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")
+        cfg.train.epochs = int(epochs)
+    if target_rate is not None:
+        if not 0 < float(target_rate) <= 1:
+            raise ValueError(f"TARGET_RATE must be in (0, 1], got {target_rate}")
+        cfg.target_rate = float(target_rate)
+    if scoring is not None:
+        if scoring not in ("forward", "stale"):
+            raise ValueError(f"SCORING={scoring!r}: choose 'forward' or 'stale'")
+        cfg.scoring = scoring
+    cfg.train.progress = progress
+    return cfg
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+
+def write_demo_jpegs(folder: Path, seed: int = 0) -> Path:
+    """The embedded digits as an ImageFolder tree of 64x64 RGB JPEGs: train/ (train + validation part of
+    the digits) and val/ (their test part)."""
+    from PIL import Image
+
+    from ..data.mnist import load_digits_images
+
+    folder = Path(folder)
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    d = load_digits_images(seed, size=64, digit_box=48, channels=3, name=DEMO_NAME)
+    splits = {"train": (torch.cat([d.train_x, d.val_x]), torch.cat([d.train_y, d.val_y])), "val": (d.test_x, d.test_y)}
+    for split, (x, y) in splits.items():
+        for i, (image, label) in enumerate(zip(x, y)):
+            path = folder / split / f"n{int(label):08d}" / f"{split}_{i:05d}.JPEG"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(path, quality=95)
+    done.touch()
+    return folder
+
+
+@dataclass
+class StoreData:
+    """The decoded stores and which rows form each split."""
+
+    train: image_store.ImageStore
+    val: image_store.ImageStore
+    train_rows: np.ndarray  # rows of ``train`` to learn from
+    select_rows: np.ndarray  # rows of ``train`` held out to pick the best epoch
+    test_rows: np.ndarray  # valid rows of ``val``
+    classes: list[str]
+    info: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def default_store_dir(out_dir: str | Path) -> Path:
+    """/kaggle/working/imagenet100-store on Kaggle (kept with the notebook's output); elsewhere beside the results."""
+    if runtime.detect_platform() == "kaggle":
+        return runtime.working_dir() / "imagenet100-store"
+    return Path(out_dir) / "store"
+
+
+def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_dir: str | Path | None = None,
+              workers: int | None = None, out_dir: str | Path = "runs/imagenet100-ast") -> StoreData:
+    """Index the JPEGs, build (or reuse) the decoded stores and carve the selection split."""
+    work = Path(store_dir) if store_dir else default_store_dir(out_dir)
+    if cfg.dataset == "digits-jpeg" and data_dir is None:
+        index = imagenet100.index_folder(write_demo_jpegs(work / "demo-jpegs"), expected={"train": 100, "val": 30})
+        name = DEMO_NAME
+    else:
+        index = imagenet100.load_imagenet100(data_dir)
+        name = index.info()["name"]
+    tag = f"{cfg.dataset}-{cfg.store_size}px"
+    train = image_store.build_store(index.train, work / f"{tag}-train", cfg.store_size, workers, progress=cfg.train.progress)
+    val = image_store.build_store(index.val, work / f"{tag}-val", cfg.store_size, workers, progress=cfg.train.progress)
+    rng = np.random.default_rng(cfg.data_seed)
+    select = []
+    valid = train.valid_indices
+    for c in range(len(index.classes)):
+        rows = valid[train.labels[valid] == c]
+        select += list(rng.permutation(rows)[:cfg.selection_per_class])
+    select_rows = np.sort(np.array(select, dtype=np.int64))
+    train_rows = np.setdiff1d(valid, select_rows)
+    info = {**index.info(), "name": name, "n_train": int(len(train_rows)), "n_val": int(len(select_rows)),
+            "n_test": int(len(val.valid_indices)), "skipped_unreadable": len(train.skipped) + len(val.skipped),
+            "store": {"size": cfg.store_size, "train": str(train.folder), "val": str(val.folder)},
+            "val_is": f"{cfg.selection_per_class} training images per class, held out to pick the best epoch",
+            "test_is": "the data set's validation folder, used once per run"}
+    return StoreData(train, val, train_rows, select_rows, val.valid_indices, index.classes, info)
+
+
+def loaders(cfg: ImageNetASTConfig, data: StoreData, device, seed: int):
+    train = StoreLoader(data.train, data.train_rows, cfg.train.batch_size, device, IMAGENET_MEAN, IMAGENET_STD,
+                        augment=RandomResizedCropFlip(cfg.crop_size, cfg.rrc_scale), shuffle=True, drop_last=True,
+                        seed=seed, channels_last=cfg.train.channels_last)
+    view = CenterCropResize(cfg.crop_size, cfg.val_crop_fraction)
+
+    def evaluation(store, rows):
+        return StoreLoader(store, rows, cfg.train.eval_batch_size, device, IMAGENET_MEAN, IMAGENET_STD, augment=view,
+                           channels_last=cfg.train.channels_last)
+
+    return train, evaluation(data.train, data.select_rows), evaluation(data.val, data.test_rows)
+
+
+# ---- training -----------------------------------------------------------------------------------------------
+
+def build_model(cfg: ImageNetASTConfig, num_classes: int):
+    if cfg.model.startswith("pretrained:"):
+        from ..models.pretrained import pretrained_model
+
+        return pretrained_model(cfg.model.split(":", 1)[1], num_classes)
+    return create_model(cfg.model, num_classes=num_classes, in_chans=3, **cfg.model_kwargs), "random initialisation"
+
+
+def _objective(method: str, cfg: ImageNetASTConfig, data: StoreData, config: TrainConfig, sync=None):
+    if method == "full":
+        return None
+    return ASTObjective(len(data.train_rows), cfg.controller(), scoring=cfg.scoring, warmup_epochs=cfg.warmup_epochs,
+                        label_smoothing=config.label_smoothing, seed=config.seed, sync=sync)
+
+
+def _method_config(method: str, cfg: ImageNetASTConfig, seed: int) -> TrainConfig:
+    epochs = cfg.baseline_epochs if method == "full" and cfg.baseline_epochs else cfg.train.epochs
+    return dataclasses.replace(cfg.train, seed=seed, epochs=epochs)
+
+
+def _top_k(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    return (logits.topk(min(k, logits.shape[1]), 1).indices == labels[:, None]).any(1).float().mean().item()
+
+
+def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig, data: StoreData, run_dir: str,
+                 seed: int, device_type: str):
+    """One data-parallel rank (importable, for ``distributed.launch``): returns rank 0's record pieces."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ..distributed import RankSync, ShardedLoader
+
+    device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
+    runtime.seed_everything(seed)
+    model, origin = build_model(cfg, data.num_classes)
+    model.to(device)
+    config = _method_config(method, cfg, seed)
+    config = dataclasses.replace(config, batch_size=config.batch_size, progress=config.progress and rank == 0)
+    train, select, test = loaders(cfg, data, device, seed)
+    wrapped = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
+    result = fit(wrapped, None, config, _objective(method, cfg, data, config, RankSync()), device, run_dir,
+                 desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
+                 val_loader=select, write_checkpoints=rank == 0)
+    if rank != 0:
+        return None
+    return _evaluate(model, result, test, device, config, origin, world_size)
+
+
+def _evaluate(model, result: FitResult, test_loader, device, config: TrainConfig, origin: str, world_size: int) -> dict:
+    logits, labels = predict_logits(model, test_loader, runtime.select_precision(device, config.amp))
+    return {"result": dataclasses.asdict(result), "test_top1": _top_k(logits, labels, 1),
+            "test_top5": _top_k(logits, labels, 5), "params": count_parameters(model), "weights": origin,
+            "world_size": world_size}
+
+
+def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: Path, device: torch.device,
+                 seed: int) -> dict:
+    """One run of 'full' or 'ast' (data-parallel over every GPU when there are several); a finished run's
+    record is returned without training or testing again; an interrupted one resumes from its checkpoint."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    run_dir = Path(out_dir) / "runs" / f"{method}-seed{seed}"
+    record_path = run_dir / "record.json"
+    if record_path.exists():
+        return json.loads(record_path.read_text())
+    world_size = cfg.world_size or (torch.cuda.device_count() if device.type == "cuda" else 1)
+    if world_size > 1:
+        from ..distributed import launch
+
+        out = launch(_fit_on_rank, world_size, method, cfg, data, str(run_dir), seed, device.type)[0]
+    else:
+        runtime.seed_everything(seed)
+        model, origin = build_model(cfg, data.num_classes)
+        config = _method_config(method, cfg, seed)
+        train, select, test = loaders(cfg, data, device, seed)
+        result = fit(model, None, config, _objective(method, cfg, data, config), device, run_dir,
+                     desc=f"{method} seed {seed}", train_loader=train, val_loader=select)
+        out = _evaluate(model, result, test, device, config, origin, 1)
+    result = FitResult(**out["result"])
+    record = {
+        "method": method, "model": cfg.model, "params": out["params"], "seed": seed, "weights": out["weights"],
+        "world_size": out["world_size"], "test_accuracy": out["test_top1"], "test_top5": out["test_top5"],
+        "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
+        "train_seconds": result.train_seconds, "epochs": len(result.history),
+        "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
+        "energy_joules": result.energy_joules, "history": result.history,
+    }
+    atomic_write_json(record, record_path)
+    return record
+
+
+def per_epoch_frame(runs: list[dict]):
+    """Epoch by epoch: wall-clock, images/s, energy, activation rate and selection accuracy of each run."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        for h in r["history"]:
+            rows.append({"method": r["method"], "seed": r["seed"], "epoch": h["epoch"],
+                         "epoch_seconds": h["epoch_seconds"], "images_per_second": h["images_per_second"],
+                         "energy_joules": h["energy_joules"], "activation_rate": h.get("activation_rate", 1.0),
+                         "val_accuracy": h["val_accuracy"]})
+    return pd.DataFrame(rows)
+
+
+def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: torch.device) -> dict:
+    slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
+    res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), slim, cfg.to_dict(),
+                        reference="full")
+    add_cost_ratios(res, runs, per_epoch=cfg.baseline_epochs is not None)
+    for row in res["summary"]:
+        row["test_top5_mean"] = float(np.mean([r["test_top5"] for r in runs if r["method"] == row["method"]]))
+    return res
+
+
+__all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "load_data", "train_method",
+           "per_epoch_frame", "results", "prepare_out_dir", "write_demo_jpegs"]

@@ -1,0 +1,46 @@
+"""The ImageNet-100 AST notebook in its demo preset (digits as JPEGs, offline, CPU), and its parameters."""
+
+import json
+
+import pytest
+
+from conftest import run_kdlib
+from kdlib import report
+from kdlib.experiments import imagenet100_ast
+
+
+def test_bad_parameters_are_explained():
+    with pytest.raises(ValueError, match="demo, quick, full"):
+        imagenet100_ast.make_config("huge")
+    with pytest.raises(ValueError, match="no AST epoch"):
+        imagenet100_ast.make_config("demo", epochs=1)
+    with pytest.raises(ValueError, match="TARGET_RATE"):
+        imagenet100_ast.make_config("demo", target_rate=0)
+
+
+def test_quick_and_full_fine_tune_a_pretrained_resnet50_on_both_gpus():
+    for preset in ("quick", "full"):
+        cfg = imagenet100_ast.make_config(preset)
+        assert cfg.model == "pretrained:resnet50" and cfg.dataset == "imagenet100" and cfg.world_size is None
+    assert imagenet100_ast.make_config("full").baseline_epochs < imagenet100_ast.make_config("full").train.epochs
+
+
+@pytest.mark.notebook
+def test_demo_notebook_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    proc = run_kdlib("run", "imagenet100-ast", "--preset", "demo", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert report.validate_results(results) == []
+    assert "not ImageNet" in results["dataset"]["name"] and results["dataset"]["layout"] == "image-folder"
+    assert results["dataset"]["subset"] == "unknown" and results["dataset"]["skipped_unreadable"] == 0
+    assert [s["method"] for s in results["summary"]] == ["full", "ast"]
+    ast = next(r for r in results["runs"] if r["method"] == "ast")
+    full = next(r for r in results["runs"] if r["method"] == "full")
+    assert ast["samples_backpropagated"] < full["samples_backpropagated"]
+    assert 0 < results["summary"][1]["speedup_vs_full"] and results["summary"][1]["energy_joules_mean"] is None
+    assert all(0 <= r["test_accuracy"] <= r["test_top5"] <= 1 for r in results["runs"])
+    assert all(r["test_accuracy"] > 0.5 for r in results["runs"])
+    assert (out / "store" / "digits-jpeg-36px-train" / "meta.json").exists()
+    for figure in ("samples", "accuracy_curves", "controller_trace", "cost"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
