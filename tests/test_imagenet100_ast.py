@@ -44,3 +44,25 @@ def test_demo_notebook_end_to_end(tmp_path):
     assert (out / "store" / "digits-jpeg-36px-train" / "meta.json").exists()
     for figure in ("samples", "accuracy_curves", "controller_trace", "cost"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+
+
+def test_a_run_is_data_parallel_over_two_ranks_from_the_same_store(tmp_path):
+    """What Kaggle's T4 x2 does, on CPU with gloo: train_method launches two ranks, which reopen the store by
+    its folder (never a pickled copy of the images); rank 0 alone writes the checkpoint and the record."""
+    import pickle
+
+    import torch
+
+    cfg = imagenet100_ast.make_config("demo", epochs=2, progress=False)
+    cfg.world_size, cfg.train.batch_size = 2, 32
+    data = imagenet100_ast.load_data(cfg, out_dir=tmp_path)
+    data.train_rows = data.train_rows[:320]  # a short run: 10 global batches an epoch
+    assert len(pickle.dumps(data.train)) < 1000  # the store travels as its folder
+    record = imagenet100_ast.train_method("ast", cfg, data, tmp_path, torch.device("cpu"), 0)
+    assert record["world_size"] == 2 and record["epochs"] == 2
+    assert (tmp_path / "runs" / "ast-seed0" / "last.pt").exists()
+    history = record["history"]
+    assert history[0]["activation_rate"] == 1.0 and history[1]["activation_rate"] < 1.0  # warm-up, then AST
+    # the two ranks' counts are summed: the warm-up epoch learned from every sample of the 10 global batches
+    assert history[0]["samples_backpropagated"] == history[0]["samples_forwarded"] == 320
+    assert history[1]["samples_backpropagated"] < 320

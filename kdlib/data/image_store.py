@@ -78,6 +78,10 @@ class ImageStore:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __reduce__(self):
+        # Sent to another process (a data-parallel rank) as its folder, and opened there: never a copy of the images.
+        return open_store, (str(self.folder),)
+
     @property
     def valid_indices(self) -> np.ndarray:
         return np.flatnonzero(self.valid)

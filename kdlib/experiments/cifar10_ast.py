@@ -20,7 +20,7 @@ from ..data.splits import ImageSplits
 from ..report import add_cost_ratios, build_results
 from ..sparse import ASTObjective, PIController
 from ..train import TrainConfig
-from .common import prepare_out_dir, train_and_test
+from .common import make_ast_config, prepare_out_dir, train_and_test
 
 EXPERIMENT = "cifar10-ast"
 METHODS = ("full", "ast", "ast-random")
@@ -77,30 +77,9 @@ def _presets() -> dict[str, CifarASTConfig]:
 PRESETS = tuple(_presets())
 
 
-def make_config(preset: str = "demo", seeds: list[int] | None = None, epochs: int | None = None,
-                target_rate: float | None = None, scoring: str | None = None, progress: bool = True) -> CifarASTConfig:
-    presets = _presets()
-    if preset not in presets:
-        raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
-    cfg = presets[preset]
-    if seeds is not None:
-        if not seeds:
-            raise ValueError("SEEDS must name at least one seed")
-        cfg.seeds = [int(s) for s in seeds]
-    if epochs is not None:
-        if int(epochs) <= cfg.warmup_epochs:
-            raise ValueError(f"EPOCHS={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")
-        cfg.train.epochs = int(epochs)
-    if target_rate is not None:
-        if not 0 < float(target_rate) <= 1:
-            raise ValueError(f"TARGET_RATE must be in (0, 1], got {target_rate}")
-        cfg.target_rate = float(target_rate)
-    if scoring is not None:
-        if scoring not in ("forward", "stale"):
-            raise ValueError(f"SCORING={scoring!r}: choose 'forward' or 'stale'")
-        cfg.scoring = scoring
-    cfg.train.progress = progress
-    return cfg
+def make_config(preset: str = "demo", seeds=None, epochs: int | None = None, target_rate: float | None = None,
+                scoring: str | None = None, progress: bool = True) -> CifarASTConfig:
+    return make_ast_config(_presets(), preset, seeds, epochs, target_rate, scoring, progress)
 
 
 def load_data(cfg: CifarASTConfig, data_dir: str | Path | None = None, download: bool = True) -> ImageSplits:

@@ -79,3 +79,30 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
     }
     atomic_write_json(record, record_path)
     return model, record
+
+
+def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None = None, target_rate: float | None = None,
+                    scoring: str | None = None, progress: bool = True):
+    """An AST notebook's preset with its parameters applied (seeds, epochs, target rate, scoring), each
+    checked with a message that names the parameter."""
+    if preset not in presets:
+        raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
+    cfg = presets[preset]
+    if seeds is not None:
+        if not seeds:
+            raise ValueError("SEEDS must name at least one seed")
+        cfg.seeds = [int(s) for s in seeds]
+    if epochs is not None:
+        if int(epochs) <= cfg.warmup_epochs:
+            raise ValueError(f"EPOCHS={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")
+        cfg.train.epochs = int(epochs)
+    if target_rate is not None:
+        if not 0 < float(target_rate) <= 1:
+            raise ValueError(f"TARGET_RATE must be in (0, 1], got {target_rate}")
+        cfg.target_rate = float(target_rate)
+    if scoring is not None:
+        if scoring not in ("forward", "stale"):
+            raise ValueError(f"SCORING={scoring!r}: choose 'forward' or 'stale'")
+        cfg.scoring = scoring
+    cfg.train.progress = progress
+    return cfg

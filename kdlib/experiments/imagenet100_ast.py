@@ -29,7 +29,7 @@ from ..models import count_parameters, create_model
 from ..report import add_cost_ratios, build_results
 from ..sparse import ASTObjective, PIController
 from ..train import FitResult, TrainConfig, atomic_write_json, fit
-from .common import prepare_out_dir
+from .common import make_ast_config, prepare_out_dir
 
 EXPERIMENT = "imagenet100-ast"
 METHODS = ("full", "ast")
@@ -92,28 +92,7 @@ PRESETS = tuple(_presets())
 
 def make_config(preset: str = "demo", seeds=None, epochs: int | None = None, target_rate: float | None = None,
                 scoring: str | None = None, progress: bool = True) -> ImageNetASTConfig:
-    presets = _presets()
-    if preset not in presets:
-        raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
-    cfg = presets[preset]
-    if seeds is not None:
-        if not seeds:
-            raise ValueError("SEEDS must name at least one seed")
-        cfg.seeds = [int(s) for s in seeds]
-    if epochs is not None:
-        if int(epochs) <= cfg.warmup_epochs:
-            raise ValueError(f"EPOCHS={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")
-        cfg.train.epochs = int(epochs)
-    if target_rate is not None:
-        if not 0 < float(target_rate) <= 1:
-            raise ValueError(f"TARGET_RATE must be in (0, 1], got {target_rate}")
-        cfg.target_rate = float(target_rate)
-    if scoring is not None:
-        if scoring not in ("forward", "stale"):
-            raise ValueError(f"SCORING={scoring!r}: choose 'forward' or 'stale'")
-        cfg.scoring = scoring
-    cfg.train.progress = progress
-    return cfg
+    return make_ast_config(_presets(), preset, seeds, epochs, target_rate, scoring, progress)
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
@@ -240,6 +219,10 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
     from ..distributed import RankSync, ShardedLoader
 
     device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
+    if device_type == "cpu":  # ranks share the cores instead of each starting one thread per core
+        import os
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     runtime.seed_everything(seed)
     model, origin = build_model(cfg, data.num_classes)
     model.to(device)
@@ -250,6 +233,14 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
     result = fit(wrapped, None, config, _objective(method, cfg, data, config, RankSync()), device, run_dir,
                  desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
                  val_loader=select, write_checkpoints=rank == 0)
+    # Sample counts are per rank: the run's are their sums.
+    import torch.distributed as dist
+
+    counts = torch.tensor([[h["samples_forwarded"], h["samples_backpropagated"]] for h in result.history],
+                          dtype=torch.float64, device=device)
+    dist.all_reduce(counts)
+    for h, (forwarded, backpropagated) in zip(result.history, counts.tolist()):
+        h["samples_forwarded"], h["samples_backpropagated"] = int(forwarded), int(backpropagated)
     if rank != 0:
         return None
     return _evaluate(model, result, test, device, config, origin, world_size)
