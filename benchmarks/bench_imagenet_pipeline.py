@@ -100,7 +100,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for k in range(len(reader)):
             reader._read(np.arange(k * args.batch_size, min((k + 1) * args.batch_size, len(store))))
-        print(f"store reads alone (the CPU's share when a GPU does the crops): {len(store) / (time.perf_counter() - t0):.0f} img/s")
+        print(f"store reads alone (with the float conversion when the device is a CPU): {len(store) / (time.perf_counter() - t0):.0f} img/s")
         baseline_after = dataloader_epoch(root, args.out_size, args.batch_size, args.workers)
         print(f"ImageFolder + DataLoader again (drift check): {baseline_after:.0f} img/s")
         print(f"ratio store / DataLoader: {fast / baseline:.2f}x (against the second baseline: {fast / baseline_after:.2f}x)")

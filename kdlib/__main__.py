@@ -15,7 +15,7 @@ from .experiments import NOTEBOOKS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 # command-line options that set a notebook's own parameters
-EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate"), "cifar10-ast": ("epochs", "target_rate", "scoring"),
+EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"), "cifar10-ast": ("epochs", "target_rate", "scoring"),
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
 
 
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--student-epochs", type=int, help="mnist-kd: each student's epochs")
     run.add_argument("--ablate", nargs="*", metavar="COMPONENT",
                      help="mnist-kd: HPM-KD components removed in turn (default: all six; none: no ablation)")
+    run.add_argument("--ablation-seeds", type=int, metavar="N",
+                     help="mnist-kd: the ablation runs the first N seeds (default: the preset's; demo 1, quick/full all)")
     run.add_argument("--epochs", type=int, help="cifar10-ast, imagenet100-ast: epochs")
     run.add_argument("--target-rate", type=float, help="cifar10-ast, imagenet100-ast: the controller's target activation rate")
     run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast, imagenet100-ast: how samples are scored")

@@ -170,15 +170,14 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
 class RandomResizedCropFlip:
     """torchvision's RandomResizedCrop + horizontal flip for a whole float batch (N, C, S, S), on its device:
     one box per image (area fraction in ``scale``, log-uniform aspect ratio in ``ratio``, clamped to the
-    image), cut and resized by one ``roi_align`` call, then a flip mask."""
+    image), the flip folded into the same affine map, and one ``affine_grid`` + ``grid_sample`` call for the
+    batch (bilinear, one sample per output pixel; measured 30% cheaper than ``roi_align`` on a CPU)."""
 
     def __init__(self, out_size: int, scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True):
         self.out_size, self.scale, self.ratio, self.flip = out_size, scale, ratio, flip
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        from torchvision.ops import roi_align
-
-        n, _, h, w = x.shape
+        n, c, h, w = x.shape
         u = torch.rand(n, 5, generator=generator, device=x.device)
         area = (self.scale[0] + u[:, 0] * (self.scale[1] - self.scale[0])) * h * w
         log_r = math.log(self.ratio[0]) + u[:, 1] * (math.log(self.ratio[1]) - math.log(self.ratio[0]))
@@ -186,13 +185,14 @@ class RandomResizedCropFlip:
         bw = torch.sqrt(area * aspect).clamp(max=w)
         bh = torch.sqrt(area / aspect).clamp(max=h)
         x0, y0 = u[:, 2] * (w - bw), u[:, 3] * (h - bh)
-        boxes = torch.stack([torch.arange(n, device=x.device, dtype=x.dtype), x0, y0, x0 + bw, y0 + bh], 1).to(x.dtype)
-        # one bilinear sample per output pixel: crops are 0.5-1.25x the output size, so little aliasing, and it
-        # is 3x cheaper than 2x2 samples where the batch is augmented on a CPU
-        out = roi_align(x, boxes, (self.out_size, self.out_size), spatial_scale=1.0, sampling_ratio=1, aligned=True)
-        if self.flip:
-            out = torch.where((u[:, 4] < 0.5).view(-1, 1, 1, 1), out.flip(3), out)
-        return out
+        # output [-1, 1] -> the box, in grid_sample's coordinates (align_corners=False: -1 and 1 are the outer
+        # edges of the border pixels); a flipped image reads the box right to left
+        sign = torch.where(u[:, 4] < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=x.device)
+        zero = torch.zeros(n, device=x.device)
+        theta = torch.stack([torch.stack([sign * bw / w, zero, (2 * x0 + bw) / w - 1], 1),
+                             torch.stack([zero, bh / h, (2 * y0 + bh) / h - 1], 1)], 1).to(x.dtype)
+        grid = F.affine_grid(theta, [n, c, self.out_size, self.out_size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     def __repr__(self) -> str:
         return f"RandomResizedCropFlip(out_size={self.out_size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip})"
@@ -249,7 +249,10 @@ class StoreLoader:
         batch = np.empty((len(rows),) + self.store.images.shape[1:], dtype=np.uint8)
         batch[order] = self.store.images[rows[order]]
         tensor = torch.from_numpy(batch)
-        return tensor.pin_memory() if self.device.type == "cuda" else tensor
+        if self.device.type == "cuda":
+            return tensor.pin_memory()  # uint8 over PCIe (4x fewer bytes than float); converted on the GPU
+        # on a CPU the conversion happens here, in the reading thread, overlapping the previous batch's crops
+        return tensor.permute(0, 3, 1, 2).float()
 
     def __iter__(self):
         order = self._order()
@@ -272,7 +275,7 @@ class StoreLoader:
             if k + 1 < len(batches):
                 worker = threading.Thread(target=fetch, args=(k + 1,))
                 worker.start()
-            x = raw.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+            x = raw.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() if raw.dtype == torch.uint8 else raw
             if self.augment is not None:
                 x = self.augment(x, generator)
             x = x.sub_(self.mean).div_(self.std) if self.augment is not None else (x - self.mean) / self.std

@@ -84,7 +84,7 @@ PRESETS = tuple(_presets())
 
 def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_epochs: int | None = None,
                 student_epochs: int | None = None, progress: bool = True, components: dict | None = None,
-                ablate: list | None = None, **overrides) -> MnistKDConfig:
+                ablate: list | None = None, ablation_seeds: int | None = None, **overrides) -> MnistKDConfig:
     """The preset's configuration with the notebook's overrides applied. ``components`` switches HPM-KD's
     components (e.g. {"cache": False}); ``ablate`` names the components removed in turn ([] for none)."""
     presets = _presets()
@@ -112,6 +112,10 @@ def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_ep
         if unknown:
             raise ValueError(f"ABLATE names unknown component(s) {unknown}; the components are {', '.join(COMPONENTS)}")
         cfg.ablate = list(ablate)
+    if ablation_seeds is not None:
+        if int(ablation_seeds) < 1:
+            raise ValueError(f"ABLATION_SEEDS must be >= 1 (how many of the seeds the ablation runs), got {ablation_seeds}")
+        cfg.ablation_seed_count = int(ablation_seeds)
     cfg.teacher.progress = cfg.student.progress = progress
     return cfg
 
