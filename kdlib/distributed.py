@@ -97,9 +97,17 @@ def launch(fn, world_size: int | None = None, *args, backend: str | None = None)
     world_size = world_size or max(1, torch.cuda.device_count())
     backend = backend or ("nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world_size else "gloo")
     # Spawned ranks import kdlib afresh: make sure they find the same copy as this process (Kaggle's bundle).
+    # (set for the spawn only: this process's environment is left as it was)
     package_parent = str(Path(__file__).resolve().parent.parent)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-    with tempfile.TemporaryDirectory() as out_dir:
-        mp.start_processes(_rank_main, args=(world_size, _free_port(), backend, out_dir, fn, args), nprocs=world_size,
-                           join=True, start_method="spawn")
-        return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, previous) if p)
+    try:
+        with tempfile.TemporaryDirectory() as out_dir:
+            mp.start_processes(_rank_main, args=(world_size, _free_port(), backend, out_dir, fn, args),
+                               nprocs=world_size, join=True, start_method="spawn")
+            return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous

@@ -196,13 +196,18 @@ def _sync(device: torch.device) -> None:
 def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objective: Objective | None = None,
         device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
         callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
-        train_loader=None, val_loader=None, write_checkpoints: bool = True) -> FitResult:
+        train_loader=None, val_loader=None, write_checkpoints: bool = True,
+        checkpoint_minutes: float | None = None) -> FitResult:
     """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
 
     ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
     not fit in memory, e.g. ``image_store.StoreLoader``): anything with ``len``, ``set_epoch`` and
     batches of (images, labels, indices) on the device. ``write_checkpoints=False`` (data-parallel ranks
-    other than 0) resumes from ``checkpoint_dir`` but never writes to it.
+    other than 0) resumes from ``checkpoint_dir`` but never writes to it. ``checkpoint_minutes`` also saves
+    ``last.pt`` inside an epoch once that many minutes have passed since the last save (long epochs on a
+    session with a time limit); resuming from it replays the epoch's batches up to the saved step without
+    training on them (the data order and augmentation draws come from (seed, epoch)), restores the random
+    state and the objective's counters, and ends with the same weights as an uninterrupted run.
 
     With ``checkpoint_dir`` every epoch is saved (``last.pt``) and the best by validation accuracy
     (``best.pt``); calling ``fit`` again with the same folder resumes after the last saved epoch and
@@ -256,10 +261,23 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         objective.load_state_dict(state["objective"])
         history, best_val, best_epoch = state["history"], state["best_val_accuracy"], state["best_epoch"]
         train_seconds, start_epoch = state["train_seconds"], state["epoch"] + 1
+        mid_epoch = state.get("mid_epoch")
+        if mid_epoch is not None:  # saved inside the epoch: that epoch is resumed, not skipped
+            start_epoch = state["epoch"]
+    else:
+        mid_epoch = None
     resumed_from = start_epoch
     meter = EnergyMeter() if device.type == "cuda" else None
 
-    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc, disable=not config.progress,
+    def run_state(epoch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
+                "history": history, "best_val_accuracy": best_val, "best_epoch": best_epoch,
+                "train_seconds": train_seconds, "config": config.to_dict(), "objective_settings": objective.settings()}
+
+    last_save = time.perf_counter()
+    initial_steps = start_epoch * steps_per_epoch + (mid_epoch["step"] if mid_epoch else 0)
+    bar = tqdm(total=total_steps, initial=initial_steps, desc=desc, disable=not config.progress,
                dynamic_ncols=True, mininterval=1.0)
     for epoch in range(start_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.
@@ -269,12 +287,23 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        seen, skip, carried_seconds, carried_energy = 0, 0, 0.0, 0.0
+        if mid_epoch is not None and epoch == start_epoch:
+            skip, seen = mid_epoch["step"], mid_epoch["seen"]
+            loss_sum += mid_epoch["loss_sum"]
+            correct += mid_epoch["correct"]
+            carried_seconds, carried_energy = mid_epoch["seconds"], mid_epoch["energy"]
+            objective.load_state_dict(state["objective"])  # its counters for the part of the epoch already done
+            torch.set_rng_state(mid_epoch["rng"])
+            if mid_epoch.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(mid_epoch["cuda_rng"], device)
         _sync(device)
         if meter is not None:
             meter.start()
         t0 = time.perf_counter()
         for step, (x, y, index) in enumerate(train_loader):
+            if step < skip:
+                continue  # already learned from before the interruption; the loader still drew its randomness
             with precision.autocast():
                 out = objective.step(model, x, y, index)
             optimizer.zero_grad(set_to_none=True)
@@ -291,10 +320,26 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss_sum.item() / max(seen, 1):.4f}",
                                 acc=f"{correct.item() / max(seen, 1):.4f}", lr=f"{scheduler.get_last_lr()[0]:.4f}",
-                                img_s=f"{(step + 1) * config.batch_size / max(elapsed, 1e-9):.0f}")
+                                img_s=f"{(step + 1 - skip) * config.batch_size / max(elapsed, 1e-9):.0f}")
+            if (checkpoint_minutes is not None and save_dir and step < steps_per_epoch - 1
+                    and time.perf_counter() - last_save >= 60 * checkpoint_minutes):
+                _sync(device)
+                part_energy = meter.stop() if meter is not None else None
+                if meter is not None:
+                    meter.start()
+                carried_energy = None if carried_energy is None or part_energy is None else carried_energy + part_energy
+                mid = {"step": step + 1, "seen": seen, "loss_sum": loss_sum.item(), "correct": int(correct.item()),
+                       "seconds": carried_seconds + time.perf_counter() - t0, "energy": carried_energy,
+                       "rng": torch.get_rng_state(),
+                       "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+                carried_seconds, t0 = mid["seconds"], time.perf_counter()
+                atomic_save({**run_state(epoch), "mid_epoch": mid}, last_path)
+                last_save = time.perf_counter()
         _sync(device)
-        epoch_seconds = time.perf_counter() - t0
+        epoch_seconds = carried_seconds + time.perf_counter() - t0
         energy = meter.stop() if meter is not None else None
+        if energy is not None:  # plus the parts measured before mid-epoch saves (None if any was unavailable)
+            energy = None if carried_energy is None else energy + carried_energy
         train_seconds += epoch_seconds
         val_logits, val_labels = predict_logits(model, val_loader, precision)
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
@@ -322,13 +367,9 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
             else:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if save_dir:
-            atomic_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
-                "history": history, "best_val_accuracy": best_val, "best_epoch": best_epoch,
-                "train_seconds": train_seconds, "config": config.to_dict(), "objective_settings": objective.settings(),
-            }, last_path)
+            atomic_save(run_state(epoch), last_path)
             atomic_write_json(history, ckpt_dir / "history.json")
+            last_save = time.perf_counter()
         for callback in callbacks:
             callback(epoch, record)
     bar.close()

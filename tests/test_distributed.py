@@ -76,3 +76,17 @@ def test_sharded_loader_splits_each_global_batch():
         assert torch.equal(torch.cat([i0, i1]), whole)
     with pytest.raises(ValueError):
         ShardedLoader(base, 2, 2)
+
+
+def _rank_number(rank: int, world_size: int) -> int:
+    return rank
+
+
+def test_launch_leaves_the_environment_as_it_was(monkeypatch):
+    # the ranks get kdlib's folder on PYTHONPATH; this process keeps its own (an isolated subprocess started
+    # later, like the simulated Kaggle session, must not find kdlib through it)
+    import os
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    assert launch(_rank_number, 2, backend="gloo") == [0, 1]
+    assert os.environ["PYTHONPATH"] == "/elsewhere"

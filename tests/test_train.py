@@ -114,3 +114,40 @@ def test_without_checkpoints_the_best_epoch_is_restored():
                  callbacks=(lambda e, r: history.append({k: v.clone() for k, v in model.state_dict().items()}),))
     best = history[result.best_epoch]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in best.items())
+
+
+def test_a_run_interrupted_inside_an_epoch_resumes_to_the_same_weights(tmp_path):
+    """checkpoint_minutes=0 saves after every step; the run is killed in the middle of epoch 2 (an AST epoch
+    with random keep-low draws and augmentation), then resumed: same weights, same per-epoch history."""
+    from kdlib.sparse import ASTObjective, PIController
+
+    data = tiny_data(n_train=128)
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, warmup_epochs=0, progress=False, channels_last=False,
+                         augment_shift=1.0)
+
+    class SessionEnds(ASTObjective):
+        def __init__(self, crash_at=None):
+            super().__init__(len(data.train_y), PIController(target=0.5), warmup_epochs=1, keep_low=0.3, seed=0)
+            self.calls, self.crash_at = 0, crash_at
+
+        def step(self, model, x, y, index):
+            self.calls += 1
+            if self.calls == self.crash_at:
+                raise RuntimeError("the session ended")
+            return super().step(model, x, y, index)
+
+    def run(folder, crash_at=None):
+        model = tiny_model()  # with dropout: the global random state must be restored too
+        return model, fit(model, data, config, SessionEnds(crash_at), torch.device("cpu"), folder, checkpoint_minutes=0)
+
+    reference, uninterrupted = run(tmp_path / "reference")
+    steps = len(data.train_y) // 16
+    with pytest.raises(RuntimeError, match="session ended"):
+        run(tmp_path / "cut", crash_at=steps + 5)  # the 5th step of the second epoch
+    saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["mid_epoch"]["step"] == 4
+    resumed, result = run(tmp_path / "cut")
+    assert all(torch.equal(reference.state_dict()[k], resumed.state_dict()[k]) for k in reference.state_dict())
+    for a, b in zip(uninterrupted.history, result.history):
+        for key in ("train_loss", "samples_backpropagated", "batch_thresholds", "batch_rates", "val_accuracy"):
+            assert a[key] == b[key], key

@@ -186,10 +186,13 @@ class HPMKDObjective(Objective):
         return {"teacher_weights": dict(zip([t.name for t in self.teachers], mean))}
 
     def state_dict(self) -> dict:
-        return {"temperature": self.temperature, "meta": self.meta.state_dict() if self.meta else None}
+        return {"temperature": self.temperature, "meta": self.meta.state_dict() if self.meta else None,
+                "weight_sum": self._weight_sum.clone(), "weight_count": self._weight_count}
 
     def load_state_dict(self, state: dict) -> None:
         self.temperature = state["temperature"]
+        if "weight_sum" in state:
+            self._weight_sum, self._weight_count = state["weight_sum"].clone(), state["weight_count"]
         if self.meta is not None and state.get("meta"):
             self.meta.load_state_dict(state["meta"])
 

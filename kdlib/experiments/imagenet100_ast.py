@@ -55,6 +55,7 @@ class ImageNetASTConfig:
     baseline_epochs: int | None = None  # None: as many as AST; fewer: compared epoch for epoch
     selection_per_class: int = 10
     world_size: int | None = None  # None: every GPU (1 on a CPU)
+    checkpoint_minutes: float | None = 10.0  # also save inside an epoch after this long (None: per epoch only)
     data_seed: int = 0
 
     def to_dict(self) -> dict:
@@ -72,7 +73,8 @@ def _presets() -> dict[str, ImageNetASTConfig]:
         "demo": ImageNetASTConfig("demo", "digits-jpeg", [0], TrainConfig(epochs=6, batch_size=64, lr=0.05, warmup_epochs=1,
                                                                           label_smoothing=0.1),
                                   model="airbench_net", model_kwargs={"width": 0.5}, store_size=36, crop_size=32,
-                                  rrc_scale=(0.5, 1.0), target_rate=0.4, warmup_epochs=1, selection_per_class=10),
+                                  rrc_scale=(0.5, 1.0), target_rate=0.4, warmup_epochs=1, selection_per_class=10,
+                                  checkpoint_minutes=None),
         # Kaggle T4 x2, about 15 minutes once the store exists (not yet measured there).
         "quick": ImageNetASTConfig("quick", "imagenet100", [0], TrainConfig(epochs=3, batch_size=256, lr=0.02,
                                                                             warmup_epochs=0.5, label_smoothing=0.1,
@@ -232,7 +234,7 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
     wrapped = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
     result = fit(wrapped, None, config, _objective(method, cfg, data, config, RankSync()), device, run_dir,
                  desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
-                 val_loader=select, write_checkpoints=rank == 0)
+                 val_loader=select, write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes)
     # Sample counts are per rank: the run's are their sums.
     import torch.distributed as dist
 
@@ -274,7 +276,8 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         config = _method_config(method, cfg, seed)
         train, select, test = loaders(cfg, data, device, seed)
         result = fit(model, None, config, _objective(method, cfg, data, config), device, run_dir,
-                     desc=f"{method} seed {seed}", train_loader=train, val_loader=select)
+                     desc=f"{method} seed {seed}", train_loader=train, val_loader=select,
+                     checkpoint_minutes=cfg.checkpoint_minutes)
         out = _evaluate(model, result, test, device, config, origin, 1)
     result = FitResult(**out["result"])
     record = {

@@ -190,8 +190,20 @@ class ASTObjective(Objective):
         }
 
     def state_dict(self) -> dict:
-        return {"controller": self.controller.state_dict(), "stale_scores": self.stale_scores}
+        # the epoch's counters and random state too, for a checkpoint saved inside an epoch
+        return {"controller": self.controller.state_dict(), "stale_scores": self.stale_scores,
+                "epoch_counters": {"forwarded": self.forwarded, "backpropagated": self.backpropagated,
+                                   "batches": self.batches, "thresholds": list(self.thresholds), "rates": list(self.rates)},
+                "generator": None if self._generator is None else (str(self._generator.device), self._generator.get_state())}
 
     def load_state_dict(self, state: dict) -> None:
         self.controller.load_state_dict(state["controller"])
         self.stale_scores = state["stale_scores"]
+        counters = state.get("epoch_counters")
+        if counters:
+            self.forwarded, self.backpropagated, self.batches = (counters[k] for k in ("forwarded", "backpropagated", "batches"))
+            self.thresholds, self.rates = list(counters["thresholds"]), list(counters["rates"])
+        if state.get("generator"):
+            device, generator_state = state["generator"]
+            self._generator = torch.Generator(device=device)
+            self._generator.set_state(generator_state)
