@@ -1,8 +1,6 @@
 """Data-parallel AST on CPU with two gloo processes: the same threshold on every rank, gradients in sync,
 and the same weights as one process training on the global batches."""
 
-import dataclasses
-
 import pytest
 import torch
 import torch.nn as nn

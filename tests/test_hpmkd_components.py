@@ -3,7 +3,6 @@ the configuration manager, the cache and the parallel runner; and 'all off' equa
 
 import dataclasses
 import math
-import warnings
 
 import pytest
 import torch

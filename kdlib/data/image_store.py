@@ -216,8 +216,8 @@ class CenterCropResize:
 class StoreLoader:
     """(images, labels, indices) batches from an ``ImageStore``: uint8 rows are read from the memory map
     by a background thread (one batch ahead), moved to the device (pinned, non-blocking on CUDA), then
-    converted, augmented and normalised there. ``indices`` are positions in ``subset`` order... i.e.
-    positions 0..len(subset)-1, for algorithms that keep per-sample state (AST)."""
+    converted, augmented and normalised there. ``indices`` are positions 0..len(subset)-1 within
+    ``subset``, for algorithms that keep per-sample state (AST)."""
 
     def __init__(self, store: ImageStore, subset: np.ndarray, batch_size: int, device: torch.device | str,
                  mean, std, augment=None, shuffle: bool = False, drop_last: bool = False, seed: int = 0,

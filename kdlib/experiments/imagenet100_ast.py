@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .. import runtime
 from ..data import image_store, imagenet100
@@ -222,22 +224,18 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
 
     device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
     if device_type == "cpu":  # ranks share the cores instead of each starting one thread per core
-        import os
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     runtime.seed_everything(seed)
     model, origin = build_model(cfg, data.num_classes)
     model.to(device)
     config = _method_config(method, cfg, seed)
-    config = dataclasses.replace(config, batch_size=config.batch_size, progress=config.progress and rank == 0)
+    config = dataclasses.replace(config, progress=config.progress and rank == 0)
     train, select, test = loaders(cfg, data, device, seed)
     wrapped = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
     result = fit(wrapped, None, config, _objective(method, cfg, data, config, RankSync()), device, run_dir,
                  desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
                  val_loader=select, write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes)
     # Sample counts are per rank: the run's are their sums.
-    import torch.distributed as dist
-
     counts = torch.tensor([[h["samples_forwarded"], h["samples_backpropagated"]] for h in result.history],
                           dtype=torch.float64, device=device)
     dist.all_reduce(counts)
