@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .experiments import NOTEBOOKS
@@ -31,10 +33,36 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": str(Path(data).resolve()) if data else None,
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}
-    executed = out / notebook.name
-    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name,
-                               cwd=str(notebook.parent), progress_bar=False, log_output=False)
+    # The run writes a notebook of its own; it replaces the last good one only once it has finished, so a
+    # refused or failed rerun leaves that one as it was (and its own as <name>.failed.ipynb).
+    executed, running = out / notebook.name, out / f".{notebook.stem}.running.ipynb"
+    try:
+        papermill.execute_notebook(str(notebook), str(running), parameters=parameters, kernel_name=kernel_name,
+                                   cwd=str(notebook.parent), progress_bar=False, log_output=False)
+    except BaseException:
+        if running.exists():
+            os.replace(running, failed_notebook_path(out, experiment))
+        raise
+    os.replace(running, executed)
+    failed_notebook_path(out, experiment).unlink(missing_ok=True)
     return executed
+
+
+def failed_notebook_path(out: Path, experiment: str) -> Path:
+    return out / (Path(NOTEBOOKS[experiment]).stem + ".failed.ipynb")
+
+
+def check_out_dir(out: Path) -> str | None:
+    """Why ``--out`` cannot hold a run (in one line), or None when it can."""
+    if out.exists() and not out.is_dir():
+        return f"--out {str(out)!r} is a file, not a folder: name a folder (it is created if missing)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return f"--out {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can write to"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,11 +110,18 @@ def main(argv: list[str] | None = None) -> int:
         return kaggle_main(args)
     if args.data and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: each seed must appear once "
+                     "(a repeated seed would be counted as two runs in the statistics)")
     per_experiment = EXPERIMENT_OPTIONS[args.experiment]
     for options in EXPERIMENT_OPTIONS.values():
         for name in set(options) - set(per_experiment):
             if getattr(args, name) is not None:
                 parser.error(f"--{name.replace('_', '-')} does not apply to {args.experiment}")
+    problem = check_out_dir(args.out)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from papermill.exceptions import PapermillExecutionError
 
     try:
@@ -94,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                                 **{name: getattr(args, name) for name in per_experiment})
     except PapermillExecutionError as exc:
         print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-              f"the partly executed notebook is {args.out / NOTEBOOKS[args.experiment]}; results computed so far "
-              f"stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
+              f"the partly executed notebook is {failed_notebook_path(args.out, args.experiment)}; results computed "
+              f"so far stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}; results computed so far stay in {args.out / 'runs'}.", file=sys.stderr)
         return 1
     results = json.loads((args.out / "results.json").read_text())
     print((args.out / "results.txt").read_text())

@@ -61,6 +61,10 @@ class ShardedLoader:
     def set_epoch(self, epoch: int) -> None:
         self.loader.set_epoch(epoch)
 
+    @property
+    def num_rows(self) -> int:
+        return getattr(self.loader, "num_rows", None)
+
     def __len__(self) -> int:
         return len(self.loader)
 

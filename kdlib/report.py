@@ -11,7 +11,8 @@ import pandas as pd
 
 from . import __version__
 from .evaluate import mean_std
-from .train import atomic_write_json
+from .fileio import atomic_write_json, atomic_write_text
+from .runs import load_predictions
 
 RUN_FIELDS = ("method", "model", "params", "seed", "test_accuracy", "val_accuracy", "train_seconds", "epochs")
 SUMMARY_FIELDS = ("method", "model", "params", "n_seeds", "test_accuracy_mean", "test_accuracy_std", "retention",
@@ -122,9 +123,10 @@ def write_results(results: dict, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "txt": out / "results.txt"}
     atomic_write_json(json.loads(json.dumps(results, default=_json_default)), paths["json"])
-    pd.DataFrame([{k: r.get(k) for k in RUN_FIELDS} for r in results["runs"]]).to_csv(paths["csv"], index=False)
+    atomic_write_text(pd.DataFrame([{k: r.get(k) for k in RUN_FIELDS} for r in results["runs"]]).to_csv(index=False),
+                      paths["csv"])
     header = f"{results['experiment']} ({results['preset']} preset) on {results['dataset']['name']}\n"
-    paths["txt"].write_text(header + summary_frame(results).to_string(index=False) + "\n")
+    atomic_write_text(header + summary_frame(results).to_string(index=False) + "\n", paths["txt"])
     return paths
 
 
@@ -269,8 +271,7 @@ def mcnemar_by_seed(out_dir: str | Path, method: str, baseline: str, seeds, labe
     saved (``runs/<method>-seed<k>/test_predictions.npy``), and a sentence on how many were significant."""
     rows = []
     for seed in seeds:
-        a = np.load(Path(out_dir) / "runs" / f"{method}-seed{seed}" / "test_predictions.npy")
-        b = np.load(Path(out_dir) / "runs" / f"{baseline}-seed{seed}" / "test_predictions.npy")
+        a, b = load_predictions(out_dir, method, seed), load_predictions(out_dir, baseline, seed)
         rows.append({"seed": seed, **mcnemar(a, b, labels)})
     significant = sum(r["p_value"] < alpha for r in rows)
     text = (f"McNemar {method} vs {baseline}: significant (p < {alpha}) in {significant} of {len(rows)} seed(s); "
@@ -389,8 +390,7 @@ def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", b
         })
         if out_dir is not None:
             rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(
-                np.array_equal(np.load(Path(out_dir) / "runs" / f"{method}-seed{s}" / "test_predictions.npy"),
-                               np.load(Path(out_dir) / "runs" / f"{reference}-seed{s}" / "test_predictions.npy"))
+                np.array_equal(load_predictions(out_dir, method, s), load_predictions(out_dir, reference, s))
                 for s in seeds)
     return pd.DataFrame(rows)
 

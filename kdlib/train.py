@@ -8,9 +8,7 @@ else: optimiser, schedule, mixed precision, progress, validation, checkpoints an
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, Random
 from .data.splits import ImageSplits
 from .energy import EnergyMeter
 from .evaluate import loss_and_accuracy, predict_logits
+from .fileio import atomic_save, atomic_write_json  # noqa: F401  (re-exported: older imports name them here)
 
 
 @dataclass
@@ -70,7 +69,7 @@ class TrainConfig:
 
 
 # Fields that may change between an interrupted run and its resumption without changing the result.
-_RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
+RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
 
 
 class StepOutput(NamedTuple):
@@ -131,23 +130,6 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     )
 
 
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 class CheckpointError(RuntimeError):
     pass
 
@@ -197,7 +179,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
         callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
         train_loader=None, val_loader=None, write_checkpoints: bool = True,
-        checkpoint_minutes: float | None = None) -> FitResult:
+        checkpoint_minutes: float | None = None, data_fingerprint: str | None = None) -> FitResult:
     """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
 
     ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
@@ -212,6 +194,8 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     With ``checkpoint_dir`` every epoch is saved (``last.pt``) and the best by validation accuracy
     (``best.pt``); calling ``fit`` again with the same folder resumes after the last saved epoch and
     ends with the same weights as an uninterrupted run. On return the model holds the best weights.
+    A checkpoint resumes only with the same configuration, objective settings and data: ``data_fingerprint``
+    (by default ``data.fingerprint()``) is saved in it and compared on resume.
     """
     device = device or runtime.select_device()
     precision = runtime.select_precision(device, config.amp)
@@ -230,6 +214,13 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         val_loader = DeviceLoader(data.val_x, data.val_y, config.eval_batch_size, device, mean, std,
                                   channels_last=config.channels_last)
     steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        rows = getattr(train_loader, "num_rows", None)
+        held = f"{rows} training images" if rows is not None else "too few training images"
+        raise ValueError(f"no training step: {held} make no full batch of {config.batch_size} (the last partial batch "
+                         "is dropped). Use more data or a smaller batch size.")
+    if data_fingerprint is None and data is not None:
+        data_fingerprint = data.fingerprint()
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
     optimizer = build_optimizer(model, config)
@@ -243,13 +234,22 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     save_dir = ckpt_dir if write_checkpoints else None
     if last_path is not None and last_path.exists():
         state = load_checkpoint(last_path)
-        saved = {k: v for k, v in state["config"].items() if k not in _RESUME_FREE_FIELDS}
-        wanted = {k: v for k, v in config.to_dict().items() if k not in _RESUME_FREE_FIELDS}
+        saved = {k: v for k, v in state["config"].items() if k not in RESUME_FREE_FIELDS}
+        wanted = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
         if "objective_settings" in state:  # absent in checkpoints written before settings were recorded
             saved.update(state["objective_settings"])
             wanted.update(objective.settings())
+        if data_fingerprint is not None:
+            saved["data_fingerprint"], wanted["data_fingerprint"] = state.get("data_fingerprint"), data_fingerprint
         if saved != wanted:
             changed = {k: (saved.get(k), wanted.get(k)) for k in wanted if saved.get(k) != wanted.get(k)}
+            if "data_fingerprint" in changed:
+                old = changed["data_fingerprint"][0]
+                raise CheckpointError(
+                    f"{last_path} was trained on other data (fingerprint "
+                    f"{old[:12] + '...' if old else 'not recorded: an older kdlib'} -> {data_fingerprint[:12]}...). "
+                    "Use another OUT_DIR for this data, or delete the folder to start over."
+                )
             raise CheckpointError(
                 f"{last_path} was written with a different configuration {changed} (saved -> now). "
                 "Use another OUT_DIR for the new configuration, or delete the folder to start over."
@@ -273,7 +273,8 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
                 "history": history, "best_val_accuracy": best_val, "best_epoch": best_epoch,
-                "train_seconds": train_seconds, "config": config.to_dict(), "objective_settings": objective.settings()}
+                "train_seconds": train_seconds, "config": config.to_dict(), "objective_settings": objective.settings(),
+                "data_fingerprint": data_fingerprint}
 
     last_save = time.perf_counter()
     initial_steps = start_epoch * steps_per_epoch + (mid_epoch["step"] if mid_epoch else 0)

@@ -96,6 +96,7 @@ def test_missing_data_fails_with_the_message_and_keeps_the_notebook(tmp_path, mo
     empty.mkdir()
     code = main(["run", "mnist-kd", "--preset", "quick", "--out", str(tmp_path / "out"), "--data", str(empty)])
     assert code == 1
-    executed = nbformat.read(tmp_path / "out" / "01_mnist_kd.ipynb", as_version=4)
+    assert not (tmp_path / "out" / "01_mnist_kd.ipynb").exists()  # only a finished run takes the plain name
+    executed = nbformat.read(tmp_path / "out" / "01_mnist_kd.failed.ipynb", as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors and errors[0]["ename"] == "DataNotFoundError" and "hojjatk/mnist-dataset" in errors[0]["evalue"]

@@ -34,6 +34,10 @@ HELP = (
 )
 
 
+class _NotArrays(pickle.UnpicklingError):
+    pass
+
+
 class _ArraysOnly(pickle.Unpickler):
     """CIFAR's pickles hold a dict of numpy arrays, lists and strings; nothing else may be constructed
     (a plain pickle.load of a file from elsewhere can run arbitrary code)."""
@@ -44,7 +48,7 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR batch")
+        raise _NotArrays(f"it holds objects other than arrays ({module}.{name})")
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +56,10 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             entry = _ArraysOnly(f, encoding="latin1").load()
+    except _NotArrays as exc:
+        raise CorruptDataError(f"{path}: {exc}. It was not loaded: a CIFAR-10 batch holds only arrays, lists and "
+                               "strings, and a pickle that builds other objects can run code. Re-download the "
+                               "dataset from a source you trust.") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
         raise CorruptDataError(f"{path}: not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}). "
                                "The file is truncated or corrupt: re-download it or re-attach the dataset.") from exc

@@ -69,6 +69,10 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def num_rows(self) -> int:
+        return len(self.y)
+
     def __len__(self) -> int:
         n = len(self.y)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)

@@ -234,6 +234,10 @@ class StoreLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def num_rows(self) -> int:
+        return len(self.subset)
+
     def __len__(self) -> int:
         n = len(self.subset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)

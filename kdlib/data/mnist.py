@@ -4,6 +4,7 @@ scikit-learn digits for the offline ``demo`` preset."""
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,19 @@ def find_mnist_files(root: str | Path) -> dict[str, Path] | None:
         return None
     groups = match_roles(root, {**_IDX_ROLES, **_CSV_ROLES, **_SINGLE_ROLES})
     found = _complete_sets(groups)
-    return found[0][1] if found else None
+    if not found:
+        return None
+    files = found[0][1]
+    rivals = [f for rank, f in found[1:] if not rank[0]]  # other copies that are not Fashion-MNIST
+    if rivals:
+        def where(f: dict) -> str:
+            return f"{f['format']} files in {next(p for k, p in f.items() if k != 'format').parent}"
+        others = "; ".join(where(f) for f in rivals)
+        files["note"] = (f"{len(rivals) + 1} complete MNIST copies found below {root}: using {where(files)} (order: not "
+                         f"Fashion-MNIST, then the shallowest folder, then IDX before CSV before one unsplit pair); "
+                         f"not used: {others}. Set DATA_DIR to the folder you mean to use another.")
+        warnings.warn(files["note"], stacklevel=2)
+    return files
 
 
 def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +107,8 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     labels = read_idx(labels_path, LABELS_MAGIC)
     if len(images) != len(labels):
         raise CorruptDataError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+    if len(images) == 0:
+        raise CorruptDataError(f"{images_path} holds no images (its header says 0): re-download it or re-attach the dataset")
     if images.shape[1:] != (28, 28):
         raise CorruptDataError(f"{images_path}: images are {images.shape[1:]}, MNIST's are 28x28")
     if labels.max(initial=0) > 9:
@@ -127,6 +142,7 @@ def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, see
     """
     files = locate_mnist(data_dir, download)
     fmt = files["format"]
+    notes = [files["note"]] if "note" in files else []
     if fmt == "idx":
         train = _read_pair(files["train_images"], files["train_labels"])
         test = _read_pair(files["test_images"], files["test_labels"])
@@ -143,13 +159,13 @@ def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, see
         train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
         return ImageSplits(
             f"MNIST sample ({len(y)} images from {files['images'].name}, split 80/20 train/test)",
-            str(files["images"].parent), train_x, train_y, val_x, val_y, test_x, test_y,
+            str(files["images"].parent), train_x, train_y, val_x, val_y, test_x, test_y, notes=notes,
         )
     train_x, train_y = _tensors(*train)
     test_x, test_y = _tensors(*test)
     n_val = n_val or (N_VAL_FULL if len(train_y) >= 50_000 else max(1, len(train_y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
-    return ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y)
+    return ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y, notes=notes)
 
 
 DIGITS_NAME = "digits (scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28; not MNIST)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,7 @@ class ImageSplits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
+    notes: list[str] = field(default_factory=list)  # what a reader of the results should know (e.g. other copies found)
 
     def __post_init__(self):
         for split in ("train", "val", "test"):
@@ -48,6 +50,19 @@ class ImageSplits:
         x = self.train_x.float().div_(255)
         return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the name, the classes, each split's shape and every pixel and label: two loads of the
+        same data give the same value wherever the files were mounted; one changed pixel gives another."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            h = hashlib.sha256(f"{self.name}\n{self.classes}\n".encode())
+            for split in ("train", "val", "test"):
+                for t in (getattr(self, f"{split}_x"), getattr(self, f"{split}_y")):
+                    h.update(f"{split}{tuple(t.shape)}{t.dtype}".encode())
+                    h.update(t.contiguous().numpy().data)
+            cached = self.__dict__["_fingerprint"] = h.hexdigest()
+        return cached
+
     def info(self) -> dict:
         return {
             "name": self.name,
@@ -55,13 +70,17 @@ class ImageSplits:
             "n_train": len(self.train_y),
             "n_val": len(self.val_y),
             "n_test": len(self.test_y),
+            "fingerprint": self.fingerprint(),
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
-def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int):
+def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int, what: str = "the training data"):
     """Split (x, y) into train and validation parts by a seeded permutation."""
+    if len(y) < 2:
+        raise CorruptDataError(f"{what} holds {len(y)} image(s): too few to split off a validation part")
     if not 0 < n_val < len(y):
-        raise ValueError(f"validation size {n_val} must be between 1 and {len(y) - 1}")
+        raise ValueError(f"validation size {n_val} must be between 1 and {len(y) - 1} ({what} holds {len(y)} images)")
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]

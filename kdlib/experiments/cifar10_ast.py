@@ -7,16 +7,18 @@ wall-clock ratio on the same hardware: ``speedup_vs_full = full's train seconds 
 from __future__ import annotations
 
 import dataclasses
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import runtime
+from .. import runs, runtime
 from ..data.cifar import load_cifar10
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
+from ..fileio import atomic_write_bytes
 from ..report import add_cost_ratios, build_results
 from ..sparse import ASTObjective, PIController
 from ..train import TrainConfig
@@ -100,9 +102,11 @@ def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: P
                                  seed=seed, record_batches=RECORDED_BATCHES if method == "ast" else 0,
                                  keep_low=cfg.keep_low if method == "ast" else 0.0)
     model, record = train_and_test(method, cfg.model, data, config, out_dir, device, objective=objective, **cfg.model_kwargs)
-    stream_path = Path(out_dir) / "runs" / f"{method}-seed{seed}" / "significance_stream.npy"
-    if objective is not None and objective.recorded_scores:
-        np.save(stream_path, torch.stack(objective.recorded_scores).numpy())
+    stream_path = runs.run_dir(out_dir, method, seed) / "significance_stream.npy"
+    if objective is not None and objective.recorded_scores:  # restored from the checkpoint on a rerun
+        buffer = io.BytesIO()
+        np.save(buffer, torch.stack(objective.recorded_scores).numpy())
+        atomic_write_bytes(buffer.getvalue(), stream_path)
     record["significance_stream"] = str(stream_path) if stream_path.exists() else None
     return model, record
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import runtime
+from .. import runs, runtime
 from ..data.device_loader import DeviceLoader
 from ..data.splits import ImageSplits
 from ..evaluate import confusion_matrix, loss_and_accuracy, per_class_accuracy, predict_logits
@@ -35,30 +33,35 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
                    evaluate_test: bool = True, **model_kwargs) -> tuple[nn.Module, dict]:
     """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
     the test split once. Checkpoints and the record live in ``out_dir/runs/<method>-seed<seed>/``:
-    calling again resumes an interrupted run, or returns a finished one without touching test data.
+    calling again resumes an interrupted run, or returns a finished one without touching test data, in
+    both cases only if the data and every setting are the ones it was made with (else ``RunMismatchError``).
     ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split."""
-    run_dir = Path(out_dir) / "runs" / f"{method}-seed{config.seed}"
+    run_dir = runs.run_dir(out_dir, method, config.seed)
+    objective = objective or Objective(config.label_smoothing)
+    identity = runs.identity(method, model_name, model_kwargs, config.to_dict(), objective.settings(),
+                             data.fingerprint(), evaluate_test=evaluate_test)
+    record_path = run_dir / "record.json"
+    finished = runs.read_record(record_path, identity) if record_path.exists() else None
     # Seed before building the model, so its initial weights depend on the seed alone.
     runtime.seed_everything(config.seed, config.deterministic)
     if model is None:
         model = create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans, **model_kwargs)
     result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir,
                             desc=f"{method} seed {config.seed}")
-    record_path = run_dir / "record.json"
-    if record_path.exists():
-        return model, json.loads(record_path.read_text())
+    if finished is not None:
+        return model, finished
     if not evaluate_test:
         record = {"method": method, "model": model_name, "params": count_parameters(model), "seed": config.seed,
                   "val_accuracy": result.best_val_accuracy, "val_loss": result.history[result.best_epoch]["val_loss"],
                   "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds, "epochs": config.epochs,
-                  "history": result.history}
+                  "history": result.history, "identity": identity}
         atomic_write_json(record, record_path)
         return model, record
     precision = runtime.select_precision(device, config.amp)
     logits, labels = predict_logits(model, make_test_loader(data, device, config), precision)
     _, test_acc = loss_and_accuracy(logits, labels)
     predictions = logits.argmax(1).numpy()
-    np.save(run_dir / "test_predictions.npy", predictions)
+    runs.save_predictions(run_dir, predictions)
     cm = confusion_matrix(predictions, labels.numpy(), data.num_classes)
     record = {
         "method": method,
@@ -76,9 +79,22 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "per_class_accuracy": per_class_accuracy(cm).tolist(),
         "confusion_matrix": cm.tolist(),
         "history": result.history,
+        "identity": identity,
     }
     atomic_write_json(record, record_path)
     return model, record
+
+
+def check_seeds(seeds) -> list[int]:
+    """SEEDS as a list of distinct ints; a repeated seed would count one run twice in the statistics."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("SEEDS must name at least one seed")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"SEEDS={seeds} repeats {repeated}: each seed must appear once (a repeated seed would be "
+                         "counted as two runs in the mean, the spread and the tests)")
+    return seeds
 
 
 def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None = None, target_rate: float | None = None,
@@ -89,9 +105,7 @@ def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None =
         raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
     cfg = presets[preset]
     if seeds is not None:
-        if not seeds:
-            raise ValueError("SEEDS must name at least one seed")
-        cfg.seeds = [int(s) for s in seeds]
+        cfg.seeds = check_seeds(seeds)
     if epochs is not None:
         if int(epochs) <= cfg.warmup_epochs:
             raise ValueError(f"EPOCHS={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")

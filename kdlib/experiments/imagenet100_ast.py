@@ -14,7 +14,7 @@ scratch on the CPU, so every step (discovery, decoding, store, on-device crops, 
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .. import runtime
+from .. import runs, runtime
 from ..data import image_store, imagenet100
 from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoader
 from ..evaluate import predict_logits
@@ -139,6 +139,14 @@ class StoreData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def fingerprint(self) -> str:
+        """What the stores hold (their source digests: every file's path, label and size, and the image size)
+        and which rows form each split."""
+        h = hashlib.sha256(f"{self.classes}\n{self.train.meta['source']}\n{self.val.meta['source']}\n".encode())
+        for rows in (self.train_rows, self.select_rows, self.test_rows):
+            h.update(np.ascontiguousarray(rows, dtype=np.int64).data)
+        return h.hexdigest()
+
 
 def default_store_dir(out_dir: str | Path) -> Path:
     """/kaggle/working/imagenet100-store on Kaggle (kept with the notebook's output); elsewhere beside the results."""
@@ -173,7 +181,9 @@ def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_
             "store": {"size": cfg.store_size, "train": str(train.folder), "val": str(val.folder)},
             "val_is": f"{cfg.selection_per_class} training images per class, held out to pick the best epoch",
             "test_is": "the data set's validation folder, used once per run"}
-    return StoreData(train, val, train_rows, select_rows, val.valid_indices, index.classes, info)
+    data = StoreData(train, val, train_rows, select_rows, val.valid_indices, index.classes, info)
+    info["fingerprint"] = data.fingerprint()
+    return data
 
 
 def loaders(cfg: ImageNetASTConfig, data: StoreData, device, seed: int):
@@ -234,7 +244,8 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
     wrapped = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
     result = fit(wrapped, None, config, _objective(method, cfg, data, config, RankSync()), device, run_dir,
                  desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
-                 val_loader=select, write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes)
+                 val_loader=select, write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes,
+                 data_fingerprint=data.fingerprint())
     # Sample counts are per rank: the run's are their sums.
     counts = torch.tensor([[h["samples_forwarded"], h["samples_backpropagated"]] for h in result.history],
                           dtype=torch.float64, device=device)
@@ -259,10 +270,17 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
     record is returned without training or testing again; an interrupted one resumes from its checkpoint."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    run_dir = Path(out_dir) / "runs" / f"{method}-seed{seed}"
+    run_dir = runs.run_dir(out_dir, method, seed)
+    config = _method_config(method, cfg, seed)
+    objective = _objective(method, cfg, data, config)
+    identity = runs.identity(method, cfg.model, cfg.model_kwargs, config.to_dict(),
+                             objective.settings() if objective else {"objective": "ce",
+                                                                     "label_smoothing": config.label_smoothing},
+                             data.fingerprint(), store_size=cfg.store_size, crop_size=cfg.crop_size,
+                             rrc_scale=list(cfg.rrc_scale), val_crop_fraction=cfg.val_crop_fraction)
     record_path = run_dir / "record.json"
     if record_path.exists():
-        return json.loads(record_path.read_text())
+        return runs.read_record(record_path, identity)
     world_size = cfg.world_size or (torch.cuda.device_count() if device.type == "cuda" else 1)
     if world_size > 1:
         from ..distributed import launch
@@ -271,11 +289,10 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
     else:
         runtime.seed_everything(seed)
         model, origin = build_model(cfg, data.num_classes)
-        config = _method_config(method, cfg, seed)
         train, select, test = loaders(cfg, data, device, seed)
-        result = fit(model, None, config, _objective(method, cfg, data, config), device, run_dir,
+        result = fit(model, None, config, objective, device, run_dir,
                      desc=f"{method} seed {seed}", train_loader=train, val_loader=select,
-                     checkpoint_minutes=cfg.checkpoint_minutes)
+                     checkpoint_minutes=cfg.checkpoint_minutes, data_fingerprint=data.fingerprint())
         out = _evaluate(model, result, test, device, config, origin, 1)
     result = FitResult(**out["result"])
     record = {
@@ -284,7 +301,7 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
         "train_seconds": result.train_seconds, "epochs": len(result.history),
         "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
-        "energy_joules": result.energy_joules, "history": result.history,
+        "energy_joules": result.energy_joules, "history": result.history, "identity": identity,
     }
     atomic_write_json(record, record_path)
     return record

@@ -22,7 +22,7 @@ from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precom
 from ..report import build_results
 from ..train import TrainConfig
 from . import hpmkd as hpmkd_steps
-from .common import prepare_out_dir, train_and_test
+from .common import check_seeds, prepare_out_dir, train_and_test
 
 EXPERIMENT = "mnist-kd"
 
@@ -92,10 +92,7 @@ def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_ep
         raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
     cfg = presets[preset]
     if seeds is not None:
-        seeds = [int(s) for s in seeds]
-        if not seeds:
-            raise ValueError("SEEDS must name at least one seed")
-        cfg.seeds = seeds
+        cfg.seeds = check_seeds(seeds)
     for name, value in (("teacher", teacher_epochs), ("student", student_epochs)):
         if value is not None:
             if int(value) < 1:

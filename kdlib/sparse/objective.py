@@ -194,7 +194,9 @@ class ASTObjective(Objective):
         return {"controller": self.controller.state_dict(), "stale_scores": self.stale_scores,
                 "epoch_counters": {"forwarded": self.forwarded, "backpropagated": self.backpropagated,
                                    "batches": self.batches, "thresholds": list(self.thresholds), "rates": list(self.rates)},
-                "generator": None if self._generator is None else (str(self._generator.device), self._generator.get_state())}
+                "generator": None if self._generator is None else (str(self._generator.device), self._generator.get_state()),
+                # the simulator's stream survives an interruption: a resumed run holds every recorded batch
+                "recorded_scores": torch.stack(self.recorded_scores) if self.recorded_scores else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.controller.load_state_dict(state["controller"])
@@ -203,6 +205,8 @@ class ASTObjective(Objective):
         if counters:
             self.forwarded, self.backpropagated, self.batches = (counters[k] for k in ("forwarded", "backpropagated", "batches"))
             self.thresholds, self.rates = list(counters["thresholds"]), list(counters["rates"])
+        recorded = state.get("recorded_scores")
+        self.recorded_scores = [] if recorded is None else list(recorded.unbind(0))
         if state.get("generator"):
             device, generator_state = state["generator"]
             self._generator = torch.Generator(device=device)

@@ -1,0 +1,109 @@
+"""A run's folder (``OUT/runs/<method>-seed<k>/``) and what makes a finished run reusable.
+
+A finished run's ``record.json`` is reused only when its identity (the data's fingerprint and the whole run
+configuration) equals the one asked for now; otherwise the rerun is refused with a message naming what
+differs, so results made from other data or settings are never mixed into a new results.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+class RunMismatchError(RuntimeError):
+    """A run folder holds a run made from other data or settings than the ones asked for."""
+
+
+class DamagedRunError(RuntimeError):
+    """A file of a run folder cannot be read; the message names it and the remedy."""
+
+
+def run_dir(out_dir: str | Path, method: str, seed: int) -> Path:
+    return Path(out_dir) / "runs" / f"{method}-seed{seed}"
+
+
+def identity(method: str, model: str, model_kwargs: dict, train: dict, objective: dict, data_fingerprint: str,
+             **extra) -> dict:
+    """What defines a run's result: the method, the model, every training setting (less those that cannot
+    change the result), the objective's settings and the data's fingerprint."""
+    from .train import RESUME_FREE_FIELDS
+
+    return {"method": method, "model": model, "model_kwargs": dict(model_kwargs),
+            "train": {k: v for k, v in train.items() if k not in RESUME_FREE_FIELDS},
+            "objective": dict(objective), "data_fingerprint": data_fingerprint, **extra}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def differences(saved: dict, wanted: dict) -> dict:
+    """{setting: (saved, wanted)} for every setting that differs (nested settings as 'train.lr')."""
+    a, b = _flatten(json.loads(json.dumps(saved))), _flatten(json.loads(json.dumps(wanted)))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def describe_differences(changed: dict) -> str:
+    def short(v):
+        return f"{v[:12]}..." if isinstance(v, str) and len(v) == 64 else v  # fingerprints
+
+    parts = []
+    for k, (old, new) in changed.items():
+        name = "data (fingerprint)" if k == "data_fingerprint" else k
+        parts.append(f"{name}: {short(old)!r} -> {short(new)!r}")
+    return ", ".join(parts)
+
+
+def read_json(path: Path) -> dict | list:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DamagedRunError(f"{path} cannot be read ({type(exc).__name__}: {exc}). Delete the folder "
+                              f"{Path(path).parent} to train that run again.") from exc
+
+
+def read_record(path: Path, wanted: dict | None) -> dict:
+    """The finished run's record, after checking it was made from ``wanted`` (the identity asked for now)."""
+    record = read_json(path)
+    if wanted is None:
+        return record
+    saved = record.get("identity")
+    if saved is None:
+        raise RunMismatchError(f"{path.parent} holds a run made by an older kdlib, which did not record its data and "
+                               "settings, so it cannot be checked against this run's. Use another OUT_DIR, or delete "
+                               "that folder to train it again.")
+    changed = differences(saved, wanted)
+    if changed:
+        raise RunMismatchError(f"{path.parent} holds a finished run made with other data or settings "
+                               f"({describe_differences(changed)}; saved -> now). Use another OUT_DIR for this run, "
+                               "or delete that folder to train it again.")
+    return record
+
+
+def save_predictions(folder: Path, predictions: np.ndarray) -> Path:
+    from .fileio import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.save(buffer, predictions)
+    path = Path(folder) / "test_predictions.npy"
+    atomic_write_bytes(buffer.getvalue(), path)
+    return path
+
+
+def load_predictions(out_dir: str | Path, method: str, seed: int) -> np.ndarray:
+    path = run_dir(out_dir, method, seed) / "test_predictions.npy"
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DamagedRunError(f"{path} cannot be read ({type(exc).__name__}: {exc}). Delete the folder {path.parent} "
+                              "to train and test that run again.") from exc
