@@ -310,7 +310,7 @@ CREDENTIAL_KINDS = {
     "$KAGGLE_CONFIG_DIR": lambda home, env: (env.update(KAGGLE_CONFIG_DIR=str(home / "cfg")), _write(
         home / "cfg" / "kaggle.json", json.dumps({"username": "someone", "key": FAKE_KEY}))),
     "~/.kaggle/credentials.json (OAuth)": lambda home, env: _write(home / ".kaggle" / "credentials.json", json.dumps(
-        {"refresh_token": FAKE_TOKEN, "access_token": FAKE_TOKEN, "access_token_expiration": "2000-01-01T00:00:00",
+        {"refresh_token": FAKE_TOKEN, "access_token": FAKE_TOKEN, "access_token_expiration": "2000-01-01T00:00:00+00:00",
          "username": "someone"})),
 }
 
