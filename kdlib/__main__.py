@@ -91,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     build = kaggle_commands.add_parser("build", help="write the push folder: metadata + notebook with kdlib bundled")
     build.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
     build.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where the push folders go")
-    build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME)")
+    build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME, else kaggle.json's)")
     push = kaggle_commands.add_parser("push", help="build, validate and push a kernel")
     push.add_argument("name", help="a kernel folder name")
     push.add_argument("--out", type=Path, default=Path("build/kaggle"))
-    push.add_argument("--owner")
+    push.add_argument("--owner", help="default: $KAGGLE_USERNAME, else kaggle.json's username, else the token's user")
     push.add_argument("--dry-run", action="store_true", help="build and validate, show what would be sent, send nothing")
+    push.add_argument("--timeout", type=int, metavar="SECONDS", help="the session's time limit (kaggle's --timeout)")
+    push.add_argument("--accelerator", metavar="SHAPE",
+                      help="machine shape, overriding the metadata's (kaggle's --accelerator), e.g. NvidiaTeslaT4")
     status = kaggle_commands.add_parser("status", help="a pushed kernel's session status")
     status.add_argument("kernel", help="owner/slug")
     status.add_argument("--wait", action="store_true", help="poll until the session ends")
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     fetch = kaggle_commands.add_parser("output", help="download a kernel's results and print the summary table")
     fetch.add_argument("kernel", help="owner/slug")
     fetch.add_argument("--dest", type=Path, default=Path("runs/kaggle"))
+    fetch.add_argument("--all", action="store_true", dest="everything",
+                       help="every output file (checkpoints, stores...); default: results.*, figures/, the notebook")
     args = parser.parse_args(argv)
 
     if args.command == "kaggle":
@@ -146,14 +151,15 @@ def kaggle_main(args) -> int:
 
     try:
         if args.kaggle_command == "push":
-            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run)
+            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run, timeout=args.timeout,
+                               accelerator=args.accelerator)
             print(("would send" if args.dry_run else "pushed") + ":\n" + json.dumps(sent, indent=2))
             return 0
         if args.kaggle_command == "status":
             print(kaggle.status(args.kernel, wait=args.wait, poll_seconds=args.poll))
             return 0
         if args.kaggle_command == "output":
-            results_path = kaggle.output(args.kernel, args.dest)
+            results_path = kaggle.output(args.kernel, args.dest, everything=args.everything)
             results = json.loads(results_path.read_text())
             print(f"{results['experiment']} ({results['preset']}) on {results['dataset']['name']}, {results['hardware']}")
             print(report.summary_frame(results).to_string(index=False))
@@ -165,7 +171,12 @@ def kaggle_main(args) -> int:
     failed = 0
     for name in names:
         if args.kaggle_command == "build":
-            folder = kaggle.build(name, args.out, args.owner)
+            try:
+                folder = kaggle.build(name, args.out, args.owner or kaggle.configured_owner())
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
             problems = kaggle.validate_kernel_folder(folder)
             print(f"built {folder}")
         else:

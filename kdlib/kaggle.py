@@ -21,13 +21,74 @@ _CREDENTIAL_PATTERNS = [re.compile(p) for p in (r'"key"\s*:\s*"[0-9a-f]{32}"', r
                                                 r"KGAT_[A-Za-z0-9]{16,}")]
 
 
-def _official_api():
-    # Importing kaggle tries to authenticate and prints a page of advice when there are no credentials;
-    # the validators need none, so that output is kept out of the user's way.
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        from kaggle.api.kaggle_api_extended import KaggleApi
+def _client_module():
+    """``kaggle.api.kaggle_api_extended``, imported without running ``kaggle/__init__.py``: that file authenticates
+    at import time, and with a token (KAGGLE_API_TOKEN, ~/.kaggle/access_token) or OAuth credentials that means
+    asking Kaggle over the network. The validators and the configuration readers need no network; push, status and
+    output authenticate explicitly (``authenticated_api``)."""
+    import importlib
+    import importlib.util
+    import sys
 
-        return KaggleApi()
+    name = "kaggle.api.kaggle_api_extended"
+    if name in sys.modules:
+        return sys.modules[name]
+    bare = None
+    if "kaggle" not in sys.modules:
+        spec = importlib.util.find_spec("kaggle")
+        if spec is None:
+            raise KaggleCredentialsError("the kaggle client is not installed: pip install kaggle (or kdlib[kaggle])")
+        bare = sys.modules["kaggle"] = importlib.util.module_from_spec(spec)  # the package, its __init__ not run
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return importlib.import_module(name)
+    finally:
+        if bare is not None and sys.modules.get("kaggle") is bare:
+            del sys.modules["kaggle"]  # a later `import kaggle` elsewhere behaves as the client documents
+
+
+def _official_api():
+    """A KaggleApi, not authenticated (nothing sent). Its class reads $KAGGLE_CONFIG_DIR once, at import; the
+    instance follows the current value."""
+    import os
+
+    api = _client_module().KaggleApi()
+    config_dir = os.environ.get("KAGGLE_CONFIG_DIR")
+    if config_dir:
+        api.config_dir, api.config = config_dir, os.path.join(config_dir, api.config_file)
+    return api
+
+
+def _looks_like_credential(text: str) -> bool:
+    return any(pattern.search(text) for pattern in _CREDENTIAL_PATTERNS)
+
+
+_BUNDLE_IN_CELL = re.compile(r"b64decode\((['\"])([A-Za-z0-9+/=]+)\1\)")
+
+
+def _bundle_problems(notebook: Path) -> list[str]:
+    """Credentials inside the kdlib zip that `build` embeds (base64) in a notebook: a plain scan cannot see them."""
+    import base64
+    import binascii
+    import zipfile
+
+    try:
+        cells = json.loads(notebook.read_text()).get("cells", [])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return []
+    problems = []
+    for cell in cells:
+        source = "".join(cell.get("source", "")) if cell.get("cell_type") == "code" else ""
+        for match in _BUNDLE_IN_CELL.finditer(source):
+            try:
+                with zipfile.ZipFile(io.BytesIO(base64.b64decode(match.group(2), validate=True))) as zf:
+                    for member in zf.namelist():
+                        if _looks_like_credential(zf.read(member).decode(errors="ignore")):
+                            problems.append(f"{notebook.name}: the bundled package holds {member}, which looks like "
+                                            "a Kaggle credential; remove it and build again")
+            except (binascii.Error, zipfile.BadZipFile) as exc:
+                problems.append(f"{notebook.name}: the bundled package cannot be read ({exc}); build again")
+    return problems
 
 
 def validate_kernel_folder(folder: str | Path) -> list[str]:
@@ -88,9 +149,10 @@ def validate_kernel_folder(folder: str | Path) -> list[str]:
         if any(c.get("outputs") or c.get("execution_count") for c in cells if c.get("cell_type") == "code"):
             problems.append(f"code_file: {code_path.name} has stored outputs; strip them before pushing")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        text = path.read_text(errors="ignore")
-        if any(pattern.search(text) for pattern in _CREDENTIAL_PATTERNS):
+        if _looks_like_credential(path.read_text(errors="ignore")):
             problems.append(f"{path.name}: looks like it holds a Kaggle credential; remove it (credentials are never pushed)")
+        if path.suffix == ".ipynb":
+            problems += _bundle_problems(path)
     return problems
 
 
@@ -122,15 +184,33 @@ SETUP_TAG = "kdlib-setup"
 OWNER_PLACEHOLDER = "kdlib-owner"
 
 
+# What the bundle carries besides the package's Python sources: the data files kdlib reads at run time
+# (pyproject.toml's package-data; kdlib/data/imagenet100.py reads the manifest). Nothing else under kdlib/ travels,
+# so a kaggle.json or a stray file left there never reaches a pushed notebook.
+BUNDLE_DATA_FILES = ("data/imagenet100_manifest.json",)
+
+
+def bundle_files() -> list[Path]:
+    """The files ``bundle_package`` zips: kdlib's ``*.py`` (no caches, no hidden folders) and BUNDLE_DATA_FILES."""
+    package = Path(__file__).resolve().parent
+    sources = [p for p in package.rglob("*.py")
+               if not any(part.startswith((".", "__pycache__")) for part in p.relative_to(package).parts[:-1])]
+    return sorted(sources + [package / name for name in BUNDLE_DATA_FILES])
+
+
 def bundle_package() -> str:
-    """The kdlib package's source and data files as a base64-encoded zip (no caches, no compiled files)."""
+    """The kdlib package's sources and data files (``bundle_files``) as a base64-encoded zip. Refuses (ValueError,
+    naming the file) when one of them looks like it holds a Kaggle credential."""
     import base64
     import zipfile
 
     package = Path(__file__).resolve().parent
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".json")):
+        for path in bundle_files():
+            if _looks_like_credential(path.read_text(errors="ignore")):
+                raise ValueError(f"{path}: looks like it holds a Kaggle credential; it would be bundled into the "
+                                 "pushed notebook, so nothing was built: remove the credential")
             zf.write(path, Path("kdlib") / path.relative_to(package))
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -193,6 +273,10 @@ CREDENTIALS_HELP = (
 )
 
 
+class KaggleNetworkError(RuntimeError):
+    """Kaggle could not be reached, or answered with an HTTP error; the message is one line."""
+
+
 def credentials_source() -> str | None:
     """Where the kaggle client will find credentials (never their value), or None. Warns when kaggle.json is
     readable by other users."""
@@ -205,28 +289,93 @@ def credentials_source() -> str | None:
     if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
         return "KAGGLE_USERNAME/KAGGLE_KEY"
     config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle")
-    token_file = config_dir / "access_token"
-    if token_file.is_file():
-        return str(token_file)
+    for token_file in (config_dir / "access_token", Path.home() / ".kaggle" / "access_token"):
+        if token_file.is_file():
+            return str(token_file)
     config = config_dir / "kaggle.json"
     if config.is_file():
         if config.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             warnings.warn(f"{config} can be read by other users of this machine: run 'chmod 600 {config}'")
         return str(config)
-    return None
+    oauth = Path.home() / ".kaggle" / "credentials.json"  # `kaggle auth login`
+    return str(oauth) if oauth.is_file() else None
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _talking_to_kaggle(action: str):
+    """Turn what the network can do to a call of the official client into one KaggleNetworkError line."""
+    import requests
+    import urllib3
+
+    try:
+        yield
+    except requests.HTTPError as exc:
+        code = getattr(exc.response, "status_code", "?")
+        raise KaggleNetworkError(f"Kaggle answered HTTP {code} to {action} ({_one_line(exc)})") from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        if isinstance(exc, OSError) and getattr(exc, "filename", None) is not None:
+            raise  # a local file, not the network
+        raise KaggleNetworkError(f"could not reach Kaggle ({action}: {_one_line(exc)}): check the network "
+                                 "connection (and proxy settings), then try again") from None
 
 
 def authenticated_api():
     if credentials_source() is None:
         raise KaggleCredentialsError(CREDENTIALS_HELP)
     api = _official_api()
-    with contextlib.redirect_stdout(io.StringIO()):
-        api.authenticate()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), _talking_to_kaggle("authenticating"):
+            api.authenticate()
+    except SystemExit:  # the client's own way of saying no credential worked
+        raise KaggleCredentialsError(f"Kaggle did not accept the credentials from {credentials_source()}. "
+                                     + CREDENTIALS_HELP.split(". ", 1)[1]) from None
     return api
 
 
-def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bool = False) -> dict:
-    """Build, validate, then (unless ``dry_run``) push kernel ``name``; returns what was (or would be) sent."""
+def configured_owner(api=None) -> str | None:
+    """The Kaggle user name the client's own configuration names, read without the network: $KAGGLE_USERNAME,
+    then kaggle.json's ``username``, then (for an authenticated ``api``) the user its token belongs to."""
+    import os
+
+    if os.environ.get("KAGGLE_USERNAME"):
+        return os.environ["KAGGLE_USERNAME"]
+    api = api or _official_api()
+    with contextlib.redirect_stdout(io.StringIO()):
+        username = api.read_config_file(quiet=True).get(api.CONFIG_NAME_USER)
+    return username or (getattr(api, "config_values", None) or {}).get(api.CONFIG_NAME_USER) or None
+
+
+def _invalid_fields(response) -> dict[str, list]:
+    """A push response's non-empty ``invalid_*`` fields (invalid_dataset_sources, invalid_model_sources, ...),
+    whatever their spelling (snake_case in kagglesdk, camelCase on the wire)."""
+    found = {}
+    for attribute in dir(response):
+        field = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", attribute).lower()
+        if attribute.startswith("_") or not field.startswith("invalid_"):
+            continue
+        value = getattr(response, attribute, None)
+        if value and not callable(value):
+            found.setdefault(field, [value] if isinstance(value, str) else list(value))
+    return found
+
+
+def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bool = False,
+         timeout: int | None = None, accelerator: str | None = None) -> dict:
+    """Build, validate, then (unless ``dry_run``) push kernel ``name``; returns what was (or would be) sent.
+    ``timeout`` (seconds) and ``accelerator`` (a machine shape such as NvidiaTeslaT4) go to the official client's
+    ``kernels_push``; the owner defaults to the client's configuration (``configured_owner``)."""
+    if accelerator and "p100" in accelerator.lower():
+        raise ValueError(f"--accelerator {accelerator}: P100 sessions no longer run current PyTorch; use {T4_SHAPE}")
+    api = None
+    owner = owner or configured_owner()
+    if not owner and not dry_run:
+        api = authenticated_api()  # a token names its user only when Kaggle is asked
+        owner = configured_owner(api)
     folder = build(name, build_dir, owner)
     problems = validate_kernel_folder(folder)
     if problems:
@@ -235,13 +384,24 @@ def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bo
     sent = {"folder": str(folder), **{k: meta.get(k) for k in ("id", "title", "code_file", "machine_shape", "enable_gpu",
                                                                "enable_internet", "is_private", "dataset_sources",
                                                                "model_sources")}}
+    if accelerator:
+        sent["machine_shape"] = accelerator
+    if timeout:
+        sent["session_timeout_seconds"] = int(timeout)
     if dry_run:
         return sent
     if meta["id"].startswith(OWNER_PLACEHOLDER + "/"):
         raise ValueError("the kernel id has no owner: pass --owner or set KAGGLE_USERNAME")
-    response = authenticated_api().kernels_push(str(folder))
+    api = api or authenticated_api()
+    with _talking_to_kaggle(f"pushing {meta['id']}"):
+        response = api.kernels_push(str(folder), timeout=str(int(timeout)) if timeout else None, acc=accelerator)
     if response is None or getattr(response, "error", None):
         raise RuntimeError(f"Kaggle refused the push of {meta['id']}: {getattr(response, 'error', 'no response')}")
+    invalid = _invalid_fields(response)
+    if invalid:
+        named = "; ".join(f"{field}: {', '.join(map(str, values))}" for field, values in sorted(invalid.items()))
+        raise RuntimeError(f"Kaggle did not accept what {meta['id']} names ({named}): fix "
+                           f"kaggle_kernels/{name}/{METADATA_FILE} and push again")
     sent["url"] = getattr(response, "url", None)
     return sent
 
@@ -258,7 +418,8 @@ def status(kernel_id: str, wait: bool = False, poll_seconds: float = 30.0, timeo
     api = authenticated_api()
     start = time.monotonic()
     while True:
-        response = api.kernels_status(kernel_id)
+        with _talking_to_kaggle(f"asking for {kernel_id}'s status"):
+            response = api.kernels_status(kernel_id)
         value = getattr(response.status, "name", response.status)
         state = str(value).lower().replace("_", "")
         if not wait or state in TERMINAL_STATUSES:
@@ -268,11 +429,28 @@ def status(kernel_id: str, wait: bool = False, poll_seconds: float = 30.0, timeo
         sleep(poll_seconds)
 
 
-def output(kernel_id: str, dest: str | Path) -> Path:
-    """Download the kernel's output files (results.json, figures...) into ``dest``; returns results.json's path."""
+# The output files `output` fetches by default (a regex on their paths under /kaggle/working): results.*, the
+# figures, the executed notebook. Checkpoints and data stores (ImageNet-100's is ~10 GB) only come with --all.
+OUTPUT_PATTERN = r"(^|/)(results\.[^/]+|figures/.+|[^/]+\.ipynb)$"
+
+
+def output(kernel_id: str, dest: str | Path, everything: bool = False) -> Path:
+    """Download the kernel's results.*, figures/ and executed notebook (every output file with ``everything``)
+    into ``dest``; returns results.json's path. The official client does the filtering, so nothing else is
+    downloaded."""
+    import inspect
+
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    authenticated_api().kernels_output(kernel_id, str(dest), force=True)
+    api = authenticated_api()
+    options = {"force": True}
+    if not everything:
+        if "file_pattern" not in inspect.signature(api.kernels_output).parameters:
+            raise RuntimeError("the installed kaggle client cannot select output files, so every file (checkpoints "
+                               "included) would be downloaded: upgrade it (pip install -U kaggle) or pass --all")
+        options["file_pattern"] = OUTPUT_PATTERN
+    with _talking_to_kaggle(f"downloading {kernel_id}'s output"):
+        api.kernels_output(kernel_id, str(dest), **options)
     found = sorted(dest.rglob("results.json"))
     if not found:
         raise FileNotFoundError(f"{kernel_id}'s output holds no results.json (did the run finish? see `status`)")
