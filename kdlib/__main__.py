@@ -37,6 +37,10 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     return executed
 
 
+RESUME_HELP = ("continue an earlier version's runs: attach that kernel's output (usually this kernel's own id) "
+               "as a kernel source; the notebook restores its checkpoints from /kaggle/input")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,11 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
     build.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where the push folders go")
     build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME)")
+    build.add_argument("--resume-from", metavar="OWNER/SLUG", help=RESUME_HELP)
     push = kaggle_commands.add_parser("push", help="build, validate and push a kernel")
     push.add_argument("name", help="a kernel folder name")
     push.add_argument("--out", type=Path, default=Path("build/kaggle"))
     push.add_argument("--owner")
     push.add_argument("--dry-run", action="store_true", help="build and validate, show what would be sent, send nothing")
+    push.add_argument("--resume-from", metavar="OWNER/SLUG", help=RESUME_HELP)
     status = kaggle_commands.add_parser("status", help="a pushed kernel's session status")
     status.add_argument("kernel", help="owner/slug")
     status.add_argument("--wait", action="store_true", help="poll until the session ends")
@@ -108,7 +114,7 @@ def kaggle_main(args) -> int:
 
     try:
         if args.kaggle_command == "push":
-            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run)
+            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run, resume_from=args.resume_from)
             print(("would send" if args.dry_run else "pushed") + ":\n" + json.dumps(sent, indent=2))
             return 0
         if args.kaggle_command == "status":
@@ -124,10 +130,13 @@ def kaggle_main(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     names = kaggle.kernel_names() if args.name == "all" else [args.name]
+    if getattr(args, "resume_from", None) and args.name == "all":
+        print("error: --resume-from names one kernel's earlier output: build that kernel by name", file=sys.stderr)
+        return 1
     failed = 0
     for name in names:
         if args.kaggle_command == "build":
-            folder = kaggle.build(name, args.out, args.owner)
+            folder = kaggle.build(name, args.out, args.owner, resume_from=args.resume_from)
             problems = kaggle.validate_kernel_folder(folder)
             print(f"built {folder}")
         else:
