@@ -224,7 +224,8 @@ def test_a_killed_session_is_finished_by_the_next_one(tmp_path, uninterrupted, l
     assert process.returncode == -signal.SIGKILL, (tmp_path / "s1.log").read_text()
     run1 = last.parent
     assert not (run1 / "record.json").exists()
-    epochs_done = torch.load(last, weights_only=True)["epoch"] + 1
+    saved = torch.load(last, weights_only=True)
+    epochs_done = saved["epoch"] + 1
     assert 1 <= epochs_done < EPOCHS
 
     # session 2: an empty working dir; session 1's /kaggle/working is mounted as its input
@@ -240,5 +241,7 @@ def test_a_killed_session_is_finished_by_the_next_one(tmp_path, uninterrupted, l
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     theirs, ours = (json.loads((r / "record.json").read_text()) for r in (uninterrupted, run2))
     assert ours["test_accuracy"] == theirs["test_accuracy"]
+    # session 2 continued session 1's run (its epochs, timings included, come from session 1), not a new one
+    assert ours["history"][:epochs_done] == saved["history"]
     assert [h["val_accuracy"] for h in ours["history"]] == [h["val_accuracy"] for h in theirs["history"]]
     assert [h["samples_backpropagated"] for h in ours["history"]] == [h["samples_backpropagated"] for h in theirs["history"]]
