@@ -65,6 +65,10 @@ def check_out_dir(out: Path) -> str | None:
     return None
 
 
+RESUME_HELP = ("continue an earlier version's runs: attach that kernel's output (usually this kernel's own id) "
+               "as a kernel source; the notebook restores its checkpoints from /kaggle/input")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
     build.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where the push folders go")
     build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME, else kaggle.json's)")
+    build.add_argument("--resume-from", metavar="OWNER/SLUG", help=RESUME_HELP)
     push = kaggle_commands.add_parser("push", help="build, validate and push a kernel")
     push.add_argument("name", help="a kernel folder name")
     push.add_argument("--out", type=Path, default=Path("build/kaggle"))
@@ -100,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--timeout", type=int, metavar="SECONDS", help="the session's time limit (kaggle's --timeout)")
     push.add_argument("--accelerator", metavar="SHAPE",
                       help="machine shape, overriding the metadata's (kaggle's --accelerator), e.g. NvidiaTeslaT4")
+    push.add_argument("--resume-from", metavar="OWNER/SLUG", help=RESUME_HELP)
     status = kaggle_commands.add_parser("status", help="a pushed kernel's session status")
     status.add_argument("kernel", help="owner/slug")
     status.add_argument("--wait", action="store_true", help="poll until the session ends")
@@ -152,7 +158,7 @@ def kaggle_main(args) -> int:
     try:
         if args.kaggle_command == "push":
             sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run, timeout=args.timeout,
-                               accelerator=args.accelerator)
+                               accelerator=args.accelerator, resume_from=args.resume_from)
             print(("would send" if args.dry_run else "pushed") + ":\n" + json.dumps(sent, indent=2))
             return 0
         if args.kaggle_command == "status":
@@ -168,11 +174,15 @@ def kaggle_main(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     names = kaggle.kernel_names() if args.name == "all" else [args.name]
+    if getattr(args, "resume_from", None) and args.name == "all":
+        print("error: --resume-from names one kernel's earlier output: build that kernel by name", file=sys.stderr)
+        return 1
     failed = 0
     for name in names:
         if args.kaggle_command == "build":
             try:
-                folder = kaggle.build(name, args.out, args.owner or kaggle.configured_owner())
+                folder = kaggle.build(name, args.out, args.owner or kaggle.configured_owner(),
+                                     resume_from=args.resume_from)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1

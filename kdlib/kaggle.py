@@ -230,9 +230,11 @@ def bootstrap_cell_source(bundle: str) -> str:
     )
 
 
-def build(name: str, out_dir: str | Path, owner: str | None = None) -> Path:
+def build(name: str, out_dir: str | Path, owner: str | None = None, resume_from: str | None = None) -> Path:
     """Write the push folder for kernel ``name``: its metadata (id under ``owner``) and its notebook with
-    outputs stripped and the setup cell replaced by the bundled package. ``notebooks/`` stays the source."""
+    outputs stripped and the setup cell replaced by the bundled package. ``notebooks/`` stays the source.
+    ``resume_from`` ('OWNER/SLUG', usually this kernel's own id) is added to ``kernel_sources``: that kernel's
+    latest output is mounted under /kaggle/input and the notebook continues its runs (``kdlib.sessions``)."""
     import os
 
     import nbformat
@@ -245,6 +247,8 @@ def build(name: str, out_dir: str | Path, owner: str | None = None) -> Path:
     meta = json.loads((source / METADATA_FILE).read_text())
     owner = owner or os.environ.get("KAGGLE_USERNAME") or OWNER_PLACEHOLDER
     meta["id"] = f"{owner}/{meta['id'].split('/', 1)[1]}"
+    if resume_from and resume_from not in meta.setdefault("kernel_sources", []):
+        meta["kernel_sources"].append(resume_from)
     nb = nbformat.read(NOTEBOOK_DIR / meta["code_file"], as_version=4)
     setup = [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
     if len(setup) != 1:
@@ -365,7 +369,7 @@ def _invalid_fields(response) -> dict[str, list]:
 
 
 def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bool = False,
-         timeout: int | None = None, accelerator: str | None = None) -> dict:
+         timeout: int | None = None, accelerator: str | None = None, resume_from: str | None = None) -> dict:
     """Build, validate, then (unless ``dry_run``) push kernel ``name``; returns what was (or would be) sent.
     ``timeout`` (seconds) and ``accelerator`` (a machine shape such as NvidiaTeslaT4) go to the official client's
     ``kernels_push``; the owner defaults to the client's configuration (``configured_owner``)."""
@@ -376,14 +380,14 @@ def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bo
     if not owner and not dry_run:
         api = authenticated_api()  # a token names its user only when Kaggle is asked
         owner = configured_owner(api)
-    folder = build(name, build_dir, owner)
+    folder = build(name, build_dir, owner, resume_from=resume_from)
     problems = validate_kernel_folder(folder)
     if problems:
         raise ValueError(f"{folder} is not ready to push:\n" + "\n".join(f"  - {p}" for p in problems))
     meta = json.loads((folder / METADATA_FILE).read_text())
     sent = {"folder": str(folder), **{k: meta.get(k) for k in ("id", "title", "code_file", "machine_shape", "enable_gpu",
                                                                "enable_internet", "is_private", "dataset_sources",
-                                                               "model_sources")}}
+                                                               "kernel_sources", "model_sources")}}
     if accelerator:
         sent["machine_shape"] = accelerator
     if timeout:

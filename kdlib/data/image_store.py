@@ -116,6 +116,8 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
     n = len(items)
     if not meta or meta.get("source") != digest:  # a different source: start over
         meta = {"source": digest, "n": n, "size": size, "done": 0, "skipped": [], "complete": False}
+        for name in ("images.u8", "labels.npy", "valid.npy"):  # new files, never written through a restored link
+            (folder / name).unlink(missing_ok=True)
         np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3)).flush()
         np.save(folder / "labels.npy", np.array([label for _, label in items], dtype=np.int64))
         np.save(folder / "valid.npy", np.ones(n, dtype=bool))

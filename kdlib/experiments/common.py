@@ -19,6 +19,10 @@ def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
     out = Path(out_dir) if out_dir else runtime.default_out_dir(experiment)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
+    if runtime.detect_platform() == "kaggle":  # a new version starts empty: continue the previous version's runs
+        from ..sessions import restore_previous_output
+
+        restore_previous_output(experiment, out)
     return out
 
 

@@ -148,17 +148,28 @@ class StoreData:
         return h.hexdigest()
 
 
-def default_store_dir(out_dir: str | Path) -> Path:
-    """/kaggle/working/imagenet100-store on Kaggle (kept with the notebook's output); elsewhere beside the results."""
+def default_store_dir(out_dir: str | Path, keep_in_output: bool | None = None) -> Path:
+    """On Kaggle /kaggle/temp/imagenet100-store: out of the version's output (20 GB limit), so a later session
+    builds it again unless ``keep_in_output`` (or ``KDLIB_KEEP_STORE=1``) puts it in
+    /kaggle/working/imagenet100-store, from where the next version restores it. Elsewhere beside the results."""
+    from ..sessions import keep_store_in_output, session_temp_dir
+
     if runtime.detect_platform() == "kaggle":
-        return runtime.working_dir() / "imagenet100-store"
+        base = runtime.working_dir() if keep_store_in_output(keep_in_output) else session_temp_dir()
+        return base / "imagenet100-store"
     return Path(out_dir) / "store"
 
 
 def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_dir: str | Path | None = None,
-              workers: int | None = None, out_dir: str | Path = "runs/imagenet100-ast") -> StoreData:
-    """Index the JPEGs, build (or reuse) the decoded stores and carve the selection split."""
-    work = Path(store_dir) if store_dir else default_store_dir(out_dir)
+              workers: int | None = None, out_dir: str | Path = "runs/imagenet100-ast",
+              keep_store: bool | None = None) -> StoreData:
+    """Index the JPEGs, build (or reuse) the decoded stores and carve the selection split. On Kaggle a store
+    kept in an earlier version's output (attached with ``--resume-from``) is restored first."""
+    work = Path(store_dir) if store_dir else default_store_dir(out_dir, keep_store)
+    if runtime.detect_platform() == "kaggle":
+        from ..sessions import restore_store
+
+        restore_store(work)
     if cfg.dataset == "digits-jpeg" and data_dir is None:
         index = imagenet100.index_folder(write_demo_jpegs(work / "demo-jpegs"), expected={"train": 100, "val": 30})
         name = DEMO_NAME
