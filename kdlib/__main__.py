@@ -64,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("name", nargs="?", default="all", help="a kernel folder name, or 'all'")
     build.add_argument("--out", type=Path, default=Path("build/kaggle"), help="where the push folders go")
     build.add_argument("--owner", help="Kaggle user the kernel belongs to (default: $KAGGLE_USERNAME)")
+    build.add_argument("--preset", choices=("demo", "quick", "full"),
+                       help="the preset the built notebook runs (default: the kernel's, in kaggle_kernels/<name>/kdlib.json)")
     push = kaggle_commands.add_parser("push", help="build, validate and push a kernel")
     push.add_argument("name", help="a kernel folder name")
     push.add_argument("--out", type=Path, default=Path("build/kaggle"))
     push.add_argument("--owner")
+    push.add_argument("--preset", choices=("demo", "quick", "full"),
+                      help="the preset the pushed notebook runs (default: the kernel's, in kaggle_kernels/<name>/kdlib.json)")
     push.add_argument("--dry-run", action="store_true", help="build and validate, show what would be sent, send nothing")
     status = kaggle_commands.add_parser("status", help="a pushed kernel's session status")
     status.add_argument("kernel", help="owner/slug")
@@ -108,7 +112,7 @@ def kaggle_main(args) -> int:
 
     try:
         if args.kaggle_command == "push":
-            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run)
+            sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run, preset=args.preset)
             print(("would send" if args.dry_run else "pushed") + ":\n" + json.dumps(sent, indent=2))
             return 0
         if args.kaggle_command == "status":
@@ -127,9 +131,9 @@ def kaggle_main(args) -> int:
     failed = 0
     for name in names:
         if args.kaggle_command == "build":
-            folder = kaggle.build(name, args.out, args.owner)
+            folder = kaggle.build(name, args.out, args.owner, preset=args.preset)
             problems = kaggle.validate_kernel_folder(folder)
-            print(f"built {folder}")
+            print(f"built {folder} (PRESET={args.preset or kaggle.default_preset(name)!r})")
         else:
             problems = kaggle.validate_kernel(name)
         print(f"{name}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))

@@ -145,6 +145,7 @@ def test_built_notebook_runs_as_a_kaggle_batch_session(tmp_path, monkeypatch, la
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_build_replaces_only_the_setup_cell(tmp_path, name):
+    """...and adds the preset's injected-parameters cell (tested in test_platform_data)."""
     import nbformat
 
     from kdlib.kaggle import build
@@ -154,6 +155,7 @@ def test_build_replaces_only_the_setup_cell(tmp_path, name):
     assert meta["id"].startswith("someone/")
     source = nbformat.read(ROOT / "notebooks" / NOTEBOOKS[name], as_version=4)
     built = nbformat.read(folder / NOTEBOOKS[name], as_version=4)
+    built.cells = [c for c in built.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     assert len(source.cells) == len(built.cells)
     for a, b in zip(source.cells, built.cells):
         if "kdlib-setup" in a.metadata.get("tags", []):
@@ -161,3 +163,41 @@ def test_build_replaces_only_the_setup_cell(tmp_path, name):
         else:
             assert a.source == b.source
     assert all(not c.get("outputs") for c in built.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_build_injects_the_preset_after_the_parameters_cell(tmp_path, name):
+    import nbformat
+
+    from kdlib.kaggle import build
+
+    default = json.loads((KERNELS_DIR / name / "kdlib.json").read_text())["preset"]
+    for preset, expected in ((None, default), ("demo", "demo")):
+        folder = build(name, tmp_path / str(preset), owner="someone", preset=preset)
+        cells = nbformat.read(folder / NOTEBOOKS[name], as_version=4).cells
+        i = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        injected = cells[i + 1]
+        assert injected.metadata["tags"] == ["injected-parameters"]
+        assert injected.source == f'# Parameters\nPRESET = "{expected}"\n'
+        assert sum("injected-parameters" in c.metadata.get("tags", []) for c in cells) == 1
+        assert validate_kernel_folder(folder) == []
+    with pytest.raises(ValueError, match="demo, quick, full"):
+        build(name, tmp_path / "bad", preset="huge")
+
+
+def test_default_presets_are_the_t4_ones():
+    from kdlib.kaggle import default_preset
+
+    assert {name: default_preset(name) for name in NOTEBOOKS} == {
+        "mnist-kd": "full", "cifar10-ast": "full", "imagenet100-ast": "quick"}
+
+
+def test_cli_build_takes_a_preset(tmp_path, capsys):
+    import nbformat
+
+    from kdlib.__main__ import main
+
+    assert main(["kaggle", "build", "mnist-kd", "--preset", "demo", "--out", str(tmp_path)]) == 0
+    assert "PRESET='demo'" in capsys.readouterr().out
+    cells = nbformat.read(tmp_path / "mnist-kd" / NOTEBOOKS["mnist-kd"], as_version=4).cells
+    assert any(c.source == '# Parameters\nPRESET = "demo"\n' for c in cells)
