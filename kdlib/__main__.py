@@ -19,6 +19,13 @@ EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate",
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
 
 
+def _data_dir(data: str | None) -> str | None:
+    """--data as the notebook's DATA_DIR: a folder (made absolute), or a "kaggle:owner/slug" handle as it is."""
+    if not data or data.startswith("kaggle:"):
+        return data
+    return str(Path(data).resolve())
+
+
 def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, kernel_name: str = "python3",
                  **parameters) -> Path:
     """Execute the experiment's notebook with PRESET, OUT_DIR, DATA_DIR and any other parameters given (by
@@ -29,7 +36,7 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     if not notebook.exists():
         raise FileNotFoundError(f"{notebook} is missing: run from a clone of the kdlib repository")
     out.mkdir(parents=True, exist_ok=True)
-    parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": str(Path(data).resolve()) if data else None,
+    parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": _data_dir(data),
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}
     executed = out / notebook.name
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name,
@@ -44,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))
     run.add_argument("--preset", default="demo", choices=("demo", "quick", "full"))
     run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
-    run.add_argument("--data", help="dataset folder (default: search /kaggle/input, then download)")
+    run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
+                                    "then demo uses the embedded digits, quick and full download)")
     run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
     run.add_argument("--teacher-epochs", type=int, help="mnist-kd: the teacher's epochs")
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "kaggle":
         return kaggle_main(args)
-    if args.data and not Path(args.data).exists():
+    if args.data and not args.data.startswith("kaggle:") and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
     per_experiment = EXPERIMENT_OPTIONS[args.experiment]
     for options in EXPERIMENT_OPTIONS.values():
