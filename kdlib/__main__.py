@@ -21,6 +21,13 @@ EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate",
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
 
 
+def _data_dir(data: str | None) -> str | None:
+    """--data as the notebook's DATA_DIR: a folder (made absolute), or a "kaggle:owner/slug" handle as it is."""
+    if not data or data.startswith("kaggle:"):
+        return data
+    return str(Path(data).resolve())
+
+
 def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, kernel_name: str = "python3",
                  **parameters) -> Path:
     """Execute the experiment's notebook with PRESET, OUT_DIR, DATA_DIR and any other parameters given (by
@@ -31,7 +38,7 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     if not notebook.exists():
         raise FileNotFoundError(f"{notebook} is missing: run from a clone of the kdlib repository")
     out.mkdir(parents=True, exist_ok=True)
-    parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": str(Path(data).resolve()) if data else None,
+    parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": _data_dir(data),
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}
     # The run writes a notebook of its own; it replaces the last good one only once it has finished, so a
     # refused or failed rerun leaves that one as it was (and its own as <name>.failed.ipynb).
@@ -76,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))
     run.add_argument("--preset", default="demo", choices=("demo", "quick", "full"))
     run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
-    run.add_argument("--data", help="dataset folder (default: search /kaggle/input, then download)")
+    run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
+                                    "then demo uses the embedded digits, quick and full download)")
     run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
     run.add_argument("--teacher-epochs", type=int, help="mnist-kd: the teacher's epochs")
@@ -101,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("name", help="a kernel folder name")
     push.add_argument("--out", type=Path, default=Path("build/kaggle"))
     push.add_argument("--owner", help="default: $KAGGLE_USERNAME, else kaggle.json's username, else the token's user")
+    build.add_argument("--preset", choices=("demo", "quick", "full"),
+                       help="the preset the built notebook runs (default: the kernel's, in kaggle_kernels/<name>/kdlib.json)")
+    push.add_argument("--preset", choices=("demo", "quick", "full"),
+                      help="the preset the pushed notebook runs (default: the kernel's, in kaggle_kernels/<name>/kdlib.json)")
     push.add_argument("--dry-run", action="store_true", help="build and validate, show what would be sent, send nothing")
     push.add_argument("--timeout", type=int, metavar="SECONDS", help="the session's time limit (kaggle's --timeout)")
     push.add_argument("--accelerator", metavar="SHAPE",
@@ -119,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "kaggle":
         return kaggle_main(args)
-    if args.data and not Path(args.data).exists():
+    if args.data and not args.data.startswith("kaggle:") and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
     if args.seeds and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: each seed must appear once "
@@ -158,7 +170,8 @@ def kaggle_main(args) -> int:
     try:
         if args.kaggle_command == "push":
             sent = kaggle.push(args.name, args.out, args.owner, dry_run=args.dry_run, timeout=args.timeout,
-                               accelerator=args.accelerator, resume_from=args.resume_from)
+                               accelerator=args.accelerator, resume_from=args.resume_from,
+                               preset=args.preset)
             print(("would send" if args.dry_run else "pushed") + ":\n" + json.dumps(sent, indent=2))
             return 0
         if args.kaggle_command == "status":
@@ -182,13 +195,13 @@ def kaggle_main(args) -> int:
         if args.kaggle_command == "build":
             try:
                 folder = kaggle.build(name, args.out, args.owner or kaggle.configured_owner(),
-                                     resume_from=args.resume_from)
+                                     preset=args.preset, resume_from=args.resume_from)
             except ValueError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             problems = kaggle.validate_kernel_folder(folder)
-            print(f"built {folder}")
+            print(f"built {folder} (PRESET={args.preset or kaggle.default_preset(name)!r})")
         else:
             problems = kaggle.validate_kernel(name)
         print(f"{name}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))

@@ -230,9 +230,36 @@ def bootstrap_cell_source(bundle: str) -> str:
     )
 
 
-def build(name: str, out_dir: str | Path, owner: str | None = None, resume_from: str | None = None) -> Path:
+PRESET_FILE = "kdlib.json"  # kaggle_kernels/<name>/kdlib.json: {"preset": "<the preset a built kernel runs>"}
+PRESETS = ("demo", "quick", "full")
+INJECTED_TAG = "injected-parameters"
+
+
+def default_preset(name: str) -> str:
+    """The preset kernel ``name`` runs unless told otherwise (its folder's kdlib.json)."""
+    return json.loads((KERNELS_DIR / name / PRESET_FILE).read_text())["preset"]
+
+
+def inject_parameters(nb, **parameters) -> None:
+    """Set notebook parameters as papermill does: a cell tagged 'injected-parameters' right after the cell
+    tagged 'parameters' (replacing an earlier injected one). Kaggle runs notebooks as they are, so this is how a
+    built kernel gets its preset."""
+    import nbformat
+
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.metadata.get("tags", [])]
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"expected one cell tagged 'parameters', found {len(tagged)}")
+    source = "# Parameters\n" + "".join(f"{key} = {json.dumps(value) if isinstance(value, str) else repr(value)}\n"
+                                      for key, value in parameters.items())
+    nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]}))
+
+
+def build(name: str, out_dir: str | Path, owner: str | None = None, preset: str | None = None,
+          resume_from: str | None = None) -> Path:
     """Write the push folder for kernel ``name``: its metadata (id under ``owner``) and its notebook with
-    outputs stripped and the setup cell replaced by the bundled package. ``notebooks/`` stays the source.
+    outputs stripped, the setup cell replaced by the bundled package and ``PRESET`` set to ``preset`` (default:
+    the kernel's own, from its kdlib.json) in an injected-parameters cell. ``notebooks/`` stays the source.
     ``resume_from`` ('OWNER/SLUG', usually this kernel's own id) is added to ``kernel_sources``: that kernel's
     latest output is mounted under /kaggle/input and the notebook continues its runs (``kdlib.sessions``)."""
     import os
@@ -254,6 +281,10 @@ def build(name: str, out_dir: str | Path, owner: str | None = None, resume_from:
     if len(setup) != 1:
         raise ValueError(f"{meta['code_file']}: expected one cell tagged {SETUP_TAG!r}, found {len(setup)}")
     setup[0].source = bootstrap_cell_source(bundle_package())
+    preset = preset or default_preset(name)
+    if preset not in PRESETS:
+        raise ValueError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    inject_parameters(nb, PRESET=preset)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -369,8 +400,10 @@ def _invalid_fields(response) -> dict[str, list]:
 
 
 def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bool = False,
-         timeout: int | None = None, accelerator: str | None = None, resume_from: str | None = None) -> dict:
-    """Build, validate, then (unless ``dry_run``) push kernel ``name``; returns what was (or would be) sent.
+         timeout: int | None = None, accelerator: str | None = None, resume_from: str | None = None,
+         preset: str | None = None) -> dict:
+    """Build (running ``preset``, default the kernel's own), validate, then (unless ``dry_run``) push kernel
+    ``name``; returns what was (or would be) sent.
     ``timeout`` (seconds) and ``accelerator`` (a machine shape such as NvidiaTeslaT4) go to the official client's
     ``kernels_push``; the owner defaults to the client's configuration (``configured_owner``)."""
     if accelerator and "p100" in accelerator.lower():
@@ -380,7 +413,7 @@ def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bo
     if not owner and not dry_run:
         api = authenticated_api()  # a token names its user only when Kaggle is asked
         owner = configured_owner(api)
-    folder = build(name, build_dir, owner, resume_from=resume_from)
+    folder = build(name, build_dir, owner, preset, resume_from=resume_from)
     problems = validate_kernel_folder(folder)
     if problems:
         raise ValueError(f"{folder} is not ready to push:\n" + "\n".join(f"  - {p}" for p in problems))

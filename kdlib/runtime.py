@@ -61,6 +61,18 @@ def select_device(preferred: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def describe_run(source, preset: str, device: torch.device, requested: str | None = None) -> str:
+    """The notebook's first line: which data (a ``kdlib.data.discovery.DataSource``), preset and device, and why."""
+    if requested:
+        why = f"DEVICE={requested!r}"
+    elif device.type == "cuda":
+        count = torch.cuda.device_count()
+        why = f"{count} CUDA GPU{'s' if count > 1 else ''} visible: {torch.cuda.get_device_name(device)}"
+    else:
+        why = "no CUDA GPU visible"
+    return f"data: {source.describe()}; preset {preset}; device {device} ({why})"
+
+
 @dataclass(frozen=True)
 class Precision:
     """Mixed-precision settings for one device."""

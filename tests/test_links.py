@@ -27,4 +27,6 @@ def test_notebooks_install_from_the_same_repository(notebook):
     cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
     setup = next(c for c in cells if "kdlib-setup" in c["metadata"].get("tags", []))
     source = "".join(setup["source"])
-    assert f'REPOSITORY = "{links.repository_url()}"' in source and "google.colab" in source
+    assert f'REPOSITORY = "{links.repository_url()}"' in source and 'f"git+{REPOSITORY}"' in source
+    # on Colab and Kaggle alike (no Colab-only branch), overridable, with the one message for the internet off
+    assert "google.colab" not in source and "KDLIB_INSTALL_SOURCE" in source and "Settings > Internet" in source

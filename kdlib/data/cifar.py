@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .discovery import locate, match_roles
+from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
 from .splits import CorruptDataError, ImageSplits, carve_validation
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -113,10 +113,25 @@ def locate_cifar10(data_dir: str | Path | None = None, download: bool = True) ->
     return locate("CIFAR-10", find_cifar10, data_dir, _download if download else None, "cifar10", HELP)
 
 
+def cifar10_source(data_dir: str | Path | None = None, download: bool = True,
+                   local_only: bool = False) -> DataSource | None:
+    """Which CIFAR-10 copy a run uses and why. ``local_only``: only DATA_DIR or the input root, never the cache or
+    a download; None when it is in neither."""
+    if local_only:
+        found = find_local("CIFAR-10", find_cifar10, data_dir, HELP)
+        if found is None:
+            return None
+    else:
+        found = locate_source("CIFAR-10", find_cifar10, data_dir, _download if download else None, "cifar10", HELP)
+    files, folder, reason = found
+    return DataSource("CIFAR-10", files, str(dataset_folder(files["test_batch"], folder)), reason)
+
+
 def load_cifar10(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,
-                 download: bool = True, verify_md5: bool = True) -> ImageSplits:
-    """CIFAR-10 as train / validation (carved from train by a seeded permutation) / test."""
-    files = locate_cifar10(data_dir, download)
+                 download: bool = True, verify_md5: bool = True, files: dict | None = None) -> ImageSplits:
+    """CIFAR-10 as train / validation (carved from train by a seeded permutation) / test. ``files``: from
+    cifar10_source (else located here)."""
+    files = files if files is not None else locate_cifar10(data_dir, download)
     if verify_md5:
         wrong = [name for name, path in files.items() if md5(path) != MD5[name]]
         if wrong:

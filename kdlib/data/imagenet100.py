@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .discovery import locate
+from .discovery import DataSource, find_local, locate, locate_source
 from .splits import DataNotFoundError
 
 MANIFEST_PATH = Path(__file__).with_name("imagenet100_manifest.json")
@@ -155,3 +155,20 @@ def find_imagenet100(root: Path, expected: dict | None = None) -> ImageNet100Ind
 def load_imagenet100(data_dir: str | Path | None = None, expected: dict | None = None) -> ImageNet100Index:
     """Index ImageNet-100 in ``data_dir``, or under /kaggle/input; no download (it is not a public file)."""
     return locate("ImageNet-100", lambda root: find_imagenet100(root, expected), data_dir, None, "imagenet100", HELP)
+
+
+def imagenet100_source(data_dir: str | Path | None = None, local_only: bool = False,
+                       expected: dict | None = None) -> DataSource | None:
+    """Which ImageNet-100 copy a run uses and why (indexed, not decoded). ``local_only``: None when it is neither
+    in DATA_DIR nor under the input root, instead of the error (there is no download either way)."""
+    def find(root):
+        return find_imagenet100(root, expected)
+
+    if local_only:
+        found = find_local("ImageNet-100", find, data_dir, HELP)
+        if found is None:
+            return None
+    else:
+        found = locate_source("ImageNet-100", find, data_dir, None, "imagenet100", HELP)
+    index, _, reason = found
+    return DataSource(index.info()["name"], index, str(index.root), reason)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .discovery import locate, match_roles
+from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from .splits import CorruptDataError, ImageSplits, carve_validation
 
@@ -132,15 +132,30 @@ def locate_mnist(data_dir: str | Path | None = None, download: bool = True) -> d
     return locate("MNIST", find_mnist_files, data_dir, _download if download else None, "mnist", HELP)
 
 
+def mnist_source(data_dir: str | Path | None = None, download: bool = True,
+                 local_only: bool = False) -> DataSource | None:
+    """Which MNIST copy a run uses and why. ``local_only``: only DATA_DIR or the input root, never the cache or a
+    download; None when it is in neither."""
+    if local_only:
+        found = find_local("MNIST", find_mnist_files, data_dir, HELP)
+        if found is None:
+            return None
+    else:
+        found = locate_source("MNIST", find_mnist_files, data_dir, _download if download else None, "mnist", HELP)
+    files, folder, reason = found
+    path = next(v for k, v in files.items() if k != "format")
+    return DataSource(f"MNIST ({files['format']})", files, str(dataset_folder(path, folder)), reason)
+
+
 def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,
-               download: bool = True) -> ImageSplits:
+               download: bool = True, files: dict | None = None) -> ImageSplits:
     """MNIST as train / validation / test.
 
     The validation split is carved from train by a seeded permutation (5,000 images for the full set);
     the official test split is left untouched. A single unsplit IDX pair is split 80/20 into
     train/test first, then validation is carved from that train part (10% unless n_val is given).
     """
-    files = locate_mnist(data_dir, download)
+    files = files if files is not None else locate_mnist(data_dir, download)  # files: from mnist_source
     fmt = files["format"]
     notes = [files["note"]] if "note" in files else []
     if fmt == "idx":

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .. import runs, runtime
-from ..data.cifar import load_cifar10
+from ..data.cifar import cifar10_source, load_cifar10
+from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
 from ..fileio import atomic_write_bytes
@@ -33,7 +34,7 @@ RECORDED_BATCHES = 300
 @dataclass
 class CifarASTConfig:
     preset: str
-    dataset: str  # 'digits' (embedded, offline) or 'cifar10'
+    dataset: str  # 'digits': CIFAR-10 when it is here, else the embedded digits (demo); 'cifar10': downloaded if need be
     seeds: list[int]
     train: TrainConfig
     model: str = "airbench_net"
@@ -84,10 +85,23 @@ def make_config(preset: str = "demo", seeds=None, epochs: int | None = None, tar
     return make_ast_config(_presets(), preset, seeds, epochs, target_rate, scoring, progress)
 
 
-def load_data(cfg: CifarASTConfig, data_dir: str | Path | None = None, download: bool = True) -> ImageSplits:
-    if cfg.dataset == "digits" and data_dir is None:
+def locate_data(cfg: CifarASTConfig, data_dir: str | Path | None = None, download: bool = True) -> DataSource:
+    """Which data the run uses, and why: CIFAR-10 whenever it is here (DATA_DIR, or under /kaggle/input), whatever
+    the preset; otherwise demo takes the embedded digits (never a download), quick and full download CIFAR-10
+    where the network allows, else stop saying what to attach."""
+    if cfg.dataset == "digits":
+        return (cifar10_source(data_dir, local_only=True)
+                or embedded_source(DEMO_DATA_NAME, "sklearn.datasets.load_digits"))
+    return cifar10_source(data_dir, download)
+
+
+def load_data(cfg: CifarASTConfig, data_dir: str | Path | None = None, download: bool = True,
+              source: DataSource | None = None) -> ImageSplits:
+    """The data ``locate_data`` chose (``source``, else chosen here)."""
+    source = source or locate_data(cfg, data_dir, download)
+    if source.embedded:
         return load_digits_images(cfg.data_seed, size=32, digit_box=24, channels=3, name=DEMO_DATA_NAME)
-    return load_cifar10(data_dir, seed=cfg.data_seed, download=download)
+    return load_cifar10(seed=cfg.data_seed, files=source.files)
 
 
 def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch.device, seed: int):
@@ -119,5 +133,5 @@ def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: to
     return res
 
 
-__all__ = ["EXPERIMENT", "METHODS", "CifarASTConfig", "PRESETS", "make_config", "load_data", "train_method", "results",
+__all__ = ["EXPERIMENT", "METHODS", "CifarASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method", "results",
            "prepare_out_dir"]

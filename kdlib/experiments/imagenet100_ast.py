@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from .. import runs, runtime
 from ..data import image_store, imagenet100
+from ..data.discovery import DataSource, embedded_source
 from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoader
 from ..evaluate import predict_logits
 from ..models import count_parameters, create_model
@@ -42,7 +43,7 @@ DEMO_NAME = "digits as 64x64 RGB JPEGs (scikit-learn's 1,797 real 8x8 digits; no
 @dataclass
 class ImageNetASTConfig:
     preset: str
-    dataset: str  # 'digits-jpeg' (embedded, offline) or 'imagenet100'
+    dataset: str  # 'digits-jpeg': ImageNet-100 when it is here, else the embedded digits as JPEGs (demo); 'imagenet100'
     seeds: list[int]
     train: TrainConfig
     model: str = "pretrained:resnet50"  # 'pretrained:<timm arch>' or a kdlib/timm model name (from scratch)
@@ -160,23 +161,34 @@ def default_store_dir(out_dir: str | Path, keep_in_output: bool | None = None) -
     return Path(out_dir) / "store"
 
 
+def locate_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None) -> DataSource:
+    """Which data the run uses, and why: ImageNet-100 whenever it is here (DATA_DIR, or under /kaggle/input),
+    whatever the preset; otherwise demo takes the embedded digits as JPEGs, and quick and full stop saying what to
+    attach (there is no download)."""
+    if cfg.dataset == "digits-jpeg":
+        return (imagenet100.imagenet100_source(data_dir, local_only=True)
+                or embedded_source(DEMO_NAME, "sklearn.datasets.load_digits, written as JPEGs"))
+    return imagenet100.imagenet100_source(data_dir)
+
+
 def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_dir: str | Path | None = None,
               workers: int | None = None, out_dir: str | Path = "runs/imagenet100-ast",
-              keep_store: bool | None = None) -> StoreData:
-    """Index the JPEGs, build (or reuse) the decoded stores and carve the selection split. On Kaggle a store
-    kept in an earlier version's output (attached with ``--resume-from``) is restored first."""
+              keep_store: bool | None = None, source: DataSource | None = None) -> StoreData:
+    """Index the JPEGs (the data ``locate_data`` chose: ``source``, else chosen here), build (or reuse) the
+    decoded stores and carve the selection split. On Kaggle a store kept in an earlier version's output
+    (attached with ``--resume-from``) is restored first."""
     work = Path(store_dir) if store_dir else default_store_dir(out_dir, keep_store)
     if runtime.detect_platform() == "kaggle":
         from ..sessions import restore_store
 
         restore_store(work)
-    if cfg.dataset == "digits-jpeg" and data_dir is None:
+    source = source or locate_data(cfg, data_dir)
+    if source.embedded:
         index = imagenet100.index_folder(write_demo_jpegs(work / "demo-jpegs"), expected={"train": 100, "val": 30})
-        name = DEMO_NAME
+        name, tag = DEMO_NAME, "digits-jpeg"
     else:
-        index = imagenet100.load_imagenet100(data_dir)
-        name = index.info()["name"]
-    tag = f"{cfg.dataset}-{cfg.store_size}px"
+        index, name, tag = source.files, source.name, "imagenet100"
+    tag = f"{tag}-{cfg.store_size}px"
     train = image_store.build_store(index.train, work / f"{tag}-train", cfg.store_size, workers, progress=cfg.train.progress)
     val = image_store.build_store(index.val, work / f"{tag}-val", cfg.store_size, workers, progress=cfg.train.progress)
     rng = np.random.default_rng(cfg.data_seed)
@@ -342,5 +354,5 @@ def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: t
     return res
 
 
-__all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "load_data", "train_method",
+__all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method",
            "per_epoch_frame", "results", "prepare_out_dir", "write_demo_jpegs"]

@@ -15,7 +15,8 @@ import torch
 
 from .. import runtime
 from ..data.device_loader import DeviceLoader
-from ..data.mnist import load_digits_28, load_mnist
+from ..data.discovery import DataSource, embedded_source
+from ..data.mnist import DIGITS_NAME, load_digits_28, load_mnist, mnist_source
 from ..data.splits import ImageSplits
 from ..distill.hpmkd import COMPONENTS, HPMKDSettings
 from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precompute_teacher_logits
@@ -30,7 +31,7 @@ EXPERIMENT = "mnist-kd"
 @dataclass
 class MnistKDConfig:
     preset: str
-    dataset: str  # 'digits' (embedded, offline) or 'mnist'
+    dataset: str  # 'digits': MNIST when it is here, else the embedded digits (demo); 'mnist': MNIST, downloaded if need be
     seeds: list[int]
     teacher: TrainConfig
     student: TrainConfig
@@ -117,11 +118,22 @@ def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_ep
     return cfg
 
 
-def load_data(cfg: MnistKDConfig, data_dir: str | Path | None = None, download: bool = True) -> ImageSplits:
-    """The embedded digits for the demo preset (unless DATA_DIR is given); MNIST otherwise."""
-    if cfg.dataset == "digits" and data_dir is None:
+def locate_data(cfg: MnistKDConfig, data_dir: str | Path | None = None, download: bool = True) -> DataSource:
+    """Which data the run uses, and why, before anything is read. MNIST whenever it is here (DATA_DIR, or anywhere
+    under /kaggle/input), whatever the preset; otherwise the demo preset takes the embedded digits (it never
+    downloads), and quick and full download MNIST where the network allows, else stop saying what to attach."""
+    if cfg.dataset == "digits":
+        return mnist_source(data_dir, local_only=True) or embedded_source(DIGITS_NAME, "sklearn.datasets.load_digits")
+    return mnist_source(data_dir, download)
+
+
+def load_data(cfg: MnistKDConfig, data_dir: str | Path | None = None, download: bool = True,
+              source: DataSource | None = None) -> ImageSplits:
+    """The data ``locate_data`` chose (``source``, else chosen here): MNIST, or the embedded digits."""
+    source = source or locate_data(cfg, data_dir, download)
+    if source.embedded:
         return load_digits_28(seed=cfg.data_seed)
-    return load_mnist(data_dir, seed=cfg.data_seed, download=download)
+    return load_mnist(seed=cfg.data_seed, files=source.files)
 
 
 def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
@@ -177,5 +189,5 @@ def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: tor
                          **extra)
 
 
-__all__ = ["EXPERIMENT", "MnistKDConfig", "PRESETS", "make_config", "load_data", "train_teacher", "train_student",
+__all__ = ["EXPERIMENT", "MnistKDConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_teacher", "train_student",
            "plan_hpmkd", "train_hpmkd", "results", "prepare_out_dir", "COMPONENTS"]
