@@ -37,6 +37,11 @@ class RankSync:
     def gather(self, values: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Every rank's ``values`` (first dimension may differ by rank), concatenated in rank order, and
         where this rank's part starts."""
+        whole, offset, _ = self.gather_sizes(values)
+        return whole, offset
+
+    def gather_sizes(self, values: torch.Tensor) -> tuple[torch.Tensor, int, list[int]]:
+        """As ``gather``, and every rank's first dimension."""
         sizes = torch.zeros(self.world_size, dtype=torch.long, device=values.device)
         sizes[self.rank] = len(values)
         sizes = self.sum(sizes)
@@ -45,7 +50,7 @@ class RankSync:
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
         whole = torch.cat([p[:int(n)] for p, n in zip(parts, sizes)])
-        return whole, int(sizes[:self.rank].sum())
+        return whole, int(sizes[:self.rank].sum()), [int(n) for n in sizes]
 
 
 class ShardedLoader:

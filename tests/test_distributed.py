@@ -22,7 +22,7 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
 
 
-def _train(rank: int, world_size: int):
+def _train(rank: int, world_size: int, scoring: str = "forward"):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
@@ -34,13 +34,16 @@ def _train(rank: int, world_size: int):
     sync = None
     if world_size > 1:
         loader, sync, model = ShardedLoader(loader, rank, world_size), RankSync(), DistributedDataParallel(model)
-    objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring="forward", warmup_epochs=1, sync=sync)
+    # size_bucket=1: no rounding of the learning-pass size. Rounded, each rank rounds its own part (the shapes its
+    # device sees), which one process cannot reproduce.
+    objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring=scoring, warmup_epochs=1, sync=sync,
+                             size_bucket=1)
     result = fit(model, data, CONFIG, objective, torch.device("cpu"), train_loader=loader)
     module = model.module if world_size > 1 else model
     thresholds = [t for h in result.history for t in h["batch_thresholds"]]
     selected = [h["samples_backpropagated"] for h in result.history]
     return {"state": {k: v.clone() for k, v in module.state_dict().items()}, "thresholds": thresholds,
-            "selected": selected}
+            "selected": selected, "table": objective.stale_scores.clone()}
 
 
 @pytest.fixture(scope="module")
