@@ -68,6 +68,19 @@ def test_two_ranks_equal_one_process_on_the_global_batches(two_ranks):
         assert torch.allclose(a["state"][k], v, atol=1e-5), k
 
 
+def test_stale_scoring_on_two_ranks_equals_one_process():
+    # every rank's stale-score table is the global one, normalised over the global sub-batch
+    a, b = launch(_train, 2, "stale", backend="gloo")
+    single = _train(0, 1, "stale")
+    assert torch.equal(a["table"], b["table"])
+    assert torch.allclose(a["table"], single["table"], atol=1e-6)
+    assert [x + y for x, y in zip(a["selected"], b["selected"])] == single["selected"]
+    assert a["thresholds"] == b["thresholds"]
+    assert a["thresholds"] == pytest.approx(single["thresholds"], abs=1e-9)
+    for k, v in single["state"].items():
+        assert torch.allclose(a["state"][k], v, atol=1e-5), k
+
+
 def test_sharded_loader_splits_each_global_batch():
     data = tiny_splits(n_train=32)
     mean, std = data.channel_stats()

@@ -9,7 +9,7 @@ Scoring modes:
   Step cost about (1 + 2a) / 3 of a full step at activation rate a.
 - 'stale': the significance recorded when each sample was last learned from (no extra forward, as
   InfoBatch and Selective Backprop do); samples not yet seen score +inf, so each is learned from once.
-  Step cost about a.
+  Step cost about a. Data-parallel, every rank's table is the global one (see ``_record``).
 
 Sub-batch sizes are rounded up to a multiple of ``size_bucket`` (by taking the next-highest scores; for the
 random control, more random samples; never above the batch): with ``cudnn.benchmark`` every new input shape is
@@ -220,7 +220,18 @@ class ASTObjective(Objective):
     def _record(self, index, logits, y) -> None:
         if self.scoring != "stale":
             return
-        self._table(logits.device)[index] = significance(logits, y, self.loss_weight, self.entropy_weight)
+        table = self._table(logits.device)
+        if self.sync is None:
+            table[index] = significance(logits, y, self.loss_weight, self.entropy_weight)
+            return
+        # Data-parallel: every rank writes every rank's learned samples, normalised over all of them (the global
+        # sub-batch, as one process would), so every rank's table is the global one whichever rank a sample
+        # lands on next epoch. float64 carries the indices exactly and the float32 values unchanged.
+        ce, entropy = loss_and_entropy(logits, y)
+        local = torch.stack([index.to(torch.float64), ce.double(), entropy.double()], 1)
+        whole, _, _ = self.sync.gather_sizes(local)
+        table[whole[:, 0].long()] = combine(whole[:, 1].float(), whole[:, 2].float(), self.loss_weight,
+                                            self.entropy_weight).to(table.dtype)
 
     def settings(self) -> dict:
         c = self.controller
