@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,23 @@ def select_precision(device: torch.device, amp: str = "auto") -> Precision:
     if amp == "bf16" or (amp == "auto" and bf16_ok):
         return Precision("cuda", torch.bfloat16, False)
     return Precision("cuda", torch.float16, True)
+
+
+_thread = threading.local()
+
+
+@contextlib.contextmanager
+def concurrent_group(size: int):
+    """Marks the calling thread as one of ``size`` runs trained at the same time on one device."""
+    _thread.group = size
+    try:
+        yield
+    finally:
+        _thread.group = None
+
+
+def concurrent_group_size() -> int | None:
+    return getattr(_thread, "group", None)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
