@@ -200,6 +200,9 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     ``sync`` (a ``distributed.RankSync``; by default the objective's): data-parallel ranks sum their sample
     counts, training loss/accuracy tallies and GPU energy every epoch, before the checkpoint is written, so
     ``last.pt`` and ``history.json`` hold the run's counts, not rank 0's.
+
+    Randomness a model draws itself (dropout) comes from this run's own copy of torch's global state
+    (``runtime.RunRandomState``), so runs on threads (``hpmkd.run_concurrently``) do not disturb each other.
     """
     device = device or runtime.select_device()
     precision = runtime.select_precision(device, config.amp)
@@ -273,6 +276,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         mid_epoch = None
     resumed_from = start_epoch
     meter = meter_for(device)  # the training GPU only; None on a CPU
+    rng = runtime.RunRandomState(device)
     group = runtime.concurrent_group_size()
     if sync is not None:
         energy_scope = f"sum over {sync.world_size} ranks, each metering its own GPU"
@@ -294,7 +298,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                dynamic_ncols=True, mininterval=1.0)
     for epoch in range(start_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.
-        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        rng.seed(config.seed * 1_000_003 + epoch)  # as torch.manual_seed did, in this run's own copy
         train_loader.set_epoch(epoch)
         objective.on_epoch_start(epoch)
         model.train()
@@ -307,9 +311,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
             correct += mid_epoch["correct"]
             carried_seconds, carried_energy = mid_epoch["seconds"], mid_epoch["energy"]
             objective.load_state_dict(state["objective"])  # its counters for the part of the epoch already done
-            torch.set_rng_state(mid_epoch["rng"])
-            if mid_epoch.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(mid_epoch["cuda_rng"], device)
+            rng.load(mid_epoch["rng"], mid_epoch.get("cuda_rng"))
         _sync(device)
         if meter is not None:
             meter.start()
@@ -317,7 +319,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         for step, (x, y, index) in enumerate(train_loader):
             if step < skip:
                 continue  # already learned from before the interruption; the loader still drew its randomness
-            with precision.autocast():
+            with precision.autocast(), rng.active():
                 out = objective.step(model, x, y, index)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
@@ -343,8 +345,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                 carried_energy = None if carried_energy is None or part_energy is None else carried_energy + part_energy
                 mid = {"step": step + 1, "seen": seen, "loss_sum": loss_sum.item(), "correct": int(correct.item()),
                        "seconds": carried_seconds + time.perf_counter() - t0, "energy": carried_energy,
-                       "rng": torch.get_rng_state(),
-                       "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+                       "rng": rng.cpu_state, "cuda_rng": rng.cuda_state}
                 carried_seconds, t0 = mid["seconds"], time.perf_counter()
                 atomic_save({**run_state(epoch), "mid_epoch": mid}, last_path)
                 last_save = time.perf_counter()

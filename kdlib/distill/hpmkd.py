@@ -259,7 +259,8 @@ def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device 
     compute; on a GPU each job gets its own CUDA stream, so small kernels of different students
     overlap. Jobs must not share mutable state (create each model before, in the calling thread,
     so initial weights do not depend on thread timing). On a CPU the results equal a sequential run
-    bit for bit (tested). Energy read inside a job is the shared GPU's, i.e. the group's.
+    bit for bit (tested), dropout models included: each ``fit`` keeps its own copy of torch's global random
+    state (``runtime.RunRandomState``). Energy read inside a job is the shared GPU's, i.e. the group's.
     The first exception is raised once every job has ended.
     """
     results: list = [None] * len(jobs)
