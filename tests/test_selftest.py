@@ -48,3 +48,55 @@ def test_ast_rows_state_the_ceiling_and_the_cost_of_new_shapes(cpu_selftest):
     assert stale["ceiling"] == pytest.approx(1 / stale["realised_rate"])
     for row in (forward, stale):
         assert "first AST epoch" in row["figure"] and row["distinct_sizes"] <= 16
+
+
+# ---- the Kaggle kernel that runs it ---------------------------------------------------------------------------
+
+KERNEL, NOTEBOOK = "gpu-selftest", "00_gpu_selftest.ipynb"
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_selftest_kernel_is_valid_t4_x2_offline_without_data(tmp_path):
+    import shutil
+
+    from kdlib.kaggle import KERNELS_DIR, METADATA_FILE, kernel_names, validate_kernel, validate_kernel_folder
+
+    assert KERNEL in kernel_names() and validate_kernel(KERNEL) == []
+    folder = tmp_path / KERNEL
+    shutil.copytree(KERNELS_DIR / KERNEL, folder)
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, folder)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    assert meta["id"].endswith("/kdlib-gpu-selftest") and meta["code_file"] == NOTEBOOK
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["enable_gpu"] is True
+    assert meta["enable_internet"] is False and meta["dataset_sources"] == []
+    assert validate_kernel_folder(folder) == []
+
+
+def test_selftest_notebook_is_thin_with_the_shared_setup_cell():
+    from kdlib.experiments import NOTEBOOKS
+
+    cells = _cells(ROOT / "notebooks" / NOTEBOOK)
+    setup = [c for c in cells if "kdlib-setup" in c["metadata"].get("tags", [])]
+    assert len(setup) == 1
+    for other in NOTEBOOKS.values():  # identical to every other notebook's setup cell
+        theirs = next(c for c in _cells(ROOT / "notebooks" / other) if "kdlib-setup" in c["metadata"].get("tags", []))
+        assert "".join(setup[0]["source"]) == "".join(theirs["source"]), other
+    assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert len(code) == 3 and "selftest.run(DEVICE, OUT_DIR)" in "".join(code[-1]["source"])
+
+
+def test_build_bundles_kdlib_into_the_selftest_setup_cell(tmp_path):
+    from kdlib.kaggle import build
+
+    folder = build(KERNEL, tmp_path, owner="someone")
+    source, built = _cells(ROOT / "notebooks" / NOTEBOOK), _cells(folder / NOTEBOOK)
+    assert len(source) == len(built)
+    for a, b in zip(source, built):
+        if "kdlib-setup" in a["metadata"].get("tags", []):
+            assert "base64.b64decode" in "".join(b["source"])
+        else:
+            assert "".join(a["source"]) == "".join(b["source"])
