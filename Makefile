@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ast_step.py
 	$(PY) benchmarks/bench_parallel_students.py
 	$(PY) benchmarks/bench_imagenet_pipeline.py
+	$(PY) benchmarks/bench_new_shapes.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

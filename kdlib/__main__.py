@@ -127,8 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--dest", type=Path, default=Path("runs/kaggle"))
     fetch.add_argument("--all", action="store_true", dest="everything",
                        help="every output file (checkpoints, stores...); default: results.*, figures/, the notebook")
+    selftest = commands.add_parser("selftest", help="check the GPU paths (AMP, NVML, streams, AST, store, ranks) here")
+    selftest.add_argument("--device", help="cuda, cuda:1 or cpu (default: a GPU when there is one)")
+    selftest.add_argument("--out", type=Path, help="folder for selftest.json (default: runs/selftest, on Kaggle "
+                                                   "/kaggle/working/selftest)")
     args = parser.parse_args(argv)
 
+    if args.command == "selftest":
+        from .selftest import main as selftest_main
+
+        return selftest_main(args.device, args.out)
     if args.command == "kaggle":
         return kaggle_main(args)
     if args.data and not args.data.startswith("kaggle:") and not Path(args.data).exists():

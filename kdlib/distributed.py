@@ -9,7 +9,8 @@ takes its slice of every global batch, so together the ranks see exactly the bat
 and give the AST objective a ``RankSync``: the ranks share their samples' scores, so every rank selects from
 the global batch exactly as one process would (same normalisation, same threshold, same fallback), keeps
 the same controller state, and normalises its loss by the global selected count, so the averaged gradient
-equals one process's on the global batch.
+equals one process's on the global batch. On GPUs BatchNorm becomes SyncBatchNorm (``sync_batchnorm``), and
+``fit`` sums the ranks' sample counts and energy every epoch before its checkpoint (``fit(sync=...)``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class RankSync:
     def gather(self, values: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Every rank's ``values`` (first dimension may differ by rank), concatenated in rank order, and
         where this rank's part starts."""
+        whole, offset, _ = self.gather_sizes(values)
+        return whole, offset
+
+    def gather_sizes(self, values: torch.Tensor) -> tuple[torch.Tensor, int, list[int]]:
+        """As ``gather``, and every rank's first dimension."""
         sizes = torch.zeros(self.world_size, dtype=torch.long, device=values.device)
         sizes[self.rank] = len(values)
         sizes = self.sum(sizes)
@@ -45,7 +51,7 @@ class RankSync:
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
         whole = torch.cat([p[:int(n)] for p, n in zip(parts, sizes)])
-        return whole, int(sizes[:self.rank].sum())
+        return whole, int(sizes[:self.rank].sum()), [int(n) for n in sizes]
 
 
 class ShardedLoader:
@@ -73,6 +79,20 @@ class ShardedLoader:
             size = -(-len(y) // self.world_size)
             part = slice(self.rank * size, (self.rank + 1) * size)
             yield x[part], y[part], index[part]
+
+
+def sync_batchnorm(model, device) -> tuple:
+    """For data-parallel training: BatchNorm layers become ``SyncBatchNorm`` on CUDA, so each rank normalises
+    with the statistics of the global batch (for AST: of every rank's selected samples) as one process would.
+    torch's SyncBatchNorm runs only on GPUs (on a CPU it raises "expected input tensor to be on GPU", torch
+    2.x, gloo included): on a CPU the model is returned unchanged and each rank normalises its own sub-batch.
+    Returns the model and what its BatchNorm does, for the record."""
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not has_bn:
+        return model, "none"
+    if torch.device(device).type != "cuda":
+        return model, "per rank (SyncBatchNorm needs a GPU; on a CPU each rank normalises its own sub-batch)"
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model), "synchronised across ranks (SyncBatchNorm)"
 
 
 def _free_port() -> int:

@@ -4,6 +4,11 @@ Preferred: the total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mi
 driver loaded; Volta and newer, so a T4 has it). Where that call is not supported, board power
 (``nvmlDeviceGetPowerUsage``, milliwatts) is sampled on a thread and integrated over time (trapezoids).
 Without a GPU or NVML, readings are None and tables say "n/a".
+
+What is metered is the training device only (``meter_for(device)``): a run on cuda:0 of a two-GPU machine does
+not count the idle cuda:1. A data-parallel run sums its ranks' own devices (each rank meters its own, ``fit``
+all-reduces the values); students trained concurrently on one GPU each read that GPU, so each reading is the
+group's energy, and the history says so (``energy_scope``).
 """
 
 from __future__ import annotations
@@ -34,20 +39,48 @@ def _visible_nvml_indices(n_torch_devices: int) -> list[int]:
     return list(range(n_torch_devices))
 
 
-class EnergyMeter:
-    """Joules used by the given GPUs (NVML indices) between ``start()`` and ``stop()``."""
+def _handle_for(nvml, torch_index: int):
+    """NVML's handle for torch's cuda:<torch_index>. By PCI bus id where torch reports it (CUDA may number
+    GPUs fastest-first while NVML numbers them by bus), else through CUDA_VISIBLE_DEVICES."""
+    import torch
 
-    def __init__(self, nvml_indices: list[int] | None = None, sample_interval: float = 0.05):
+    try:
+        p = torch.cuda.get_device_properties(torch_index)
+        return nvml.nvmlDeviceGetHandleByPciBusId(f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0")
+    except Exception:  # no CUDA here (tests), an older torch, or NVML without the call
+        return nvml.nvmlDeviceGetHandleByIndex(_visible_nvml_indices(torch_index + 1)[torch_index])
+
+
+def meter_for(device) -> "EnergyMeter | None":
+    """A meter of the GPU ``device`` names (cuda / cuda:k), None for any other device."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return EnergyMeter(torch_devices=[index])
+
+
+class EnergyMeter:
+    """Joules used by the given GPUs between ``start()`` and ``stop()``: ``torch_devices`` (torch's CUDA
+    indices), or ``nvml_indices``; neither: every visible GPU (prefer ``meter_for(device)``)."""
+
+    def __init__(self, nvml_indices: list[int] | None = None, sample_interval: float = 0.05,
+                 torch_devices: list[int] | None = None):
         self.nvml = _nvml()
         self.handles, self.method = [], None
         self.sample_interval = sample_interval
         if self.nvml is None:
             return
-        if nvml_indices is None:
-            import torch
+        if torch_devices is not None:
+            self.handles = [_handle_for(self.nvml, i) for i in torch_devices]
+        else:
+            if nvml_indices is None:
+                import torch
 
-            nvml_indices = _visible_nvml_indices(torch.cuda.device_count() if torch.cuda.is_available() else 0)
-        self.handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in nvml_indices]
+                nvml_indices = _visible_nvml_indices(torch.cuda.device_count() if torch.cuda.is_available() else 0)
+            self.handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in nvml_indices]
         if not self.handles:
             return
         try:

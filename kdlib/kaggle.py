@@ -236,8 +236,10 @@ INJECTED_TAG = "injected-parameters"
 
 
 def default_preset(name: str) -> str:
-    """The preset kernel ``name`` runs unless told otherwise (its folder's kdlib.json)."""
-    return json.loads((KERNELS_DIR / name / PRESET_FILE).read_text())["preset"]
+    """The preset kernel ``name`` runs unless told otherwise (its folder's kdlib.json); None for a kernel
+    without presets (the GPU self-check)."""
+    path = KERNELS_DIR / name / PRESET_FILE
+    return json.loads(path.read_text())["preset"] if path.is_file() else None
 
 
 def inject_parameters(nb, **parameters) -> None:
@@ -282,9 +284,10 @@ def build(name: str, out_dir: str | Path, owner: str | None = None, preset: str 
         raise ValueError(f"{meta['code_file']}: expected one cell tagged {SETUP_TAG!r}, found {len(setup)}")
     setup[0].source = bootstrap_cell_source(bundle_package())
     preset = preset or default_preset(name)
-    if preset not in PRESETS:
-        raise ValueError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    inject_parameters(nb, PRESET=preset)
+    if preset is not None:  # the self-check kernel has no preset
+        if preset not in PRESETS:
+            raise ValueError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        inject_parameters(nb, PRESET=preset)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -344,10 +344,11 @@ def plot_cost_bars(summary: list[dict], path=None):
                           ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     ax_t.set_ylabel("training wall-clock (s)")
     ax_t.set_title("time (speed-up vs full, measured)")
-    energies = [s.get("energy_joules_mean") for s in summary]
+    per_epoch = any(s.get("energy_basis") == "joules per epoch" for s in summary)  # as the ratio compares them
+    energies = [s.get("energy_joules_per_epoch_mean" if per_epoch else "energy_joules_mean") for s in summary]
     if all(e is not None for e in energies):
         ax_e.bar(names, [e / 1000 for e in energies], color="#DD8452")
-        ax_e.set_ylabel("GPU energy (kJ, NVML)")
+        ax_e.set_ylabel("GPU energy per epoch (kJ, NVML)" if per_epoch else "GPU energy (kJ, NVML)")
         ax_e.set_title("energy")
     else:
         ax_e.axis("off")
@@ -422,23 +423,36 @@ def add_cost_ratios(results: dict, runs: list[dict], reference: str = "full", pe
     """Each summary row gets its measured cost against ``reference`` (full training) in the same run:
     ``speedup_vs_full`` (the reference's mean train seconds / the method's; with ``per_epoch``, when the
     reference ran fewer epochs, the same ratio of mean seconds per epoch), ``energy_joules_mean``,
-    ``energy_ratio_vs_full`` (None without NVML) and ``samples_backpropagated_mean``. Never a formula."""
+    ``energy_ratio_vs_full`` (None without NVML) and ``samples_backpropagated_mean``. Never a formula.
+
+    Energy is compared on the same basis as time (``energy_basis``): with ``per_epoch`` the ratio is of mean
+    joules per epoch (``energy_joules_per_epoch_mean``), since totals over 4 and 10 epochs are not comparable."""
     def seconds(r):
         return np.mean([h["epoch_seconds"] for h in r["history"]]) if per_epoch else r["train_seconds"]
+
+    def joules(r):  # on the ratio's basis; None where any epoch (or the run) could not be measured
+        if not per_epoch:
+            return r["energy_joules"]
+        values = [h.get("energy_joules") for h in r["history"]]
+        return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+    def mean_or_none(values):
+        return None if not values or any(v is None for v in values) else float(np.mean(values))
 
     by_method = {}
     for r in runs:
         by_method.setdefault(r["method"], []).append(r)
     ref = by_method.get(reference, [])
     ref_seconds = float(np.mean([seconds(r) for r in ref])) if ref else None
-    ref_energy = [r["energy_joules"] for r in ref]
-    ref_energy_mean = float(np.mean(ref_energy)) if ref and all(e is not None for e in ref_energy) else None
+    ref_energy_mean = mean_or_none([joules(r) for r in ref])
     for row in results["summary"]:
         rs = by_method[row["method"]]
         row["samples_backpropagated_mean"] = float(np.mean([r["samples_backpropagated"] for r in rs]))
-        energies = [r["energy_joules"] for r in rs]
-        row["energy_joules_mean"] = None if any(e is None for e in energies) else float(np.mean(energies))
+        row["energy_joules_mean"] = mean_or_none([r["energy_joules"] for r in rs])
         row["speedup_vs_full"] = ref_seconds / float(np.mean([seconds(r) for r in rs])) if ref_seconds else None
         row["speedup_basis"] = "seconds per epoch" if per_epoch else "training seconds"
-        row["energy_ratio_vs_full"] = (ref_energy_mean / row["energy_joules_mean"]
-                                       if ref_energy_mean and row["energy_joules_mean"] else None)
+        energy = mean_or_none([joules(r) for r in rs])
+        row["energy_basis"] = "joules per epoch" if per_epoch else "training joules"
+        if per_epoch:
+            row["energy_joules_per_epoch_mean"] = energy
+        row["energy_ratio_vs_full"] = ref_energy_mean / energy if ref_energy_mean and energy else None

@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,11 +113,84 @@ def select_precision(device: torch.device, amp: str = "auto") -> Precision:
     return Precision("cuda", torch.float16, True)
 
 
+# Held by whoever sets or draws from torch's global (process-wide) random state while runs share the process
+# (students trained on threads): see RunRandomState.
+GLOBAL_RNG_LOCK = threading.RLock()
+_thread = threading.local()
+
+
+@contextlib.contextmanager
+def concurrent_group(size: int):
+    """Marks the calling thread as one of ``size`` runs trained at the same time on one device."""
+    _thread.group = size
+    try:
+        yield
+    finally:
+        _thread.group = None
+
+
+def concurrent_group_size() -> int | None:
+    return getattr(_thread, "group", None)
+
+
+class RunRandomState:
+    """One run's own copy of torch's global random state (CPU and its GPU).
+
+    Everything random that kdlib itself draws (data order, augmentation, AST's random choices) comes from
+    per-run ``torch.Generator`` objects. What a model draws (dropout, drop-path) comes from torch's global
+    generator, which threads share: two students trained concurrently would interleave their dropout masks,
+    and one's per-epoch reseed would reset the other's. ``active()`` wraps a step's forward passes: under
+    ``GLOBAL_RNG_LOCK`` it installs this run's state, and keeps what the forward left. The backward draws
+    nothing (dropout's masks are saved). A run whose first forward of an epoch draws nothing from the global
+    state (no dropout) skips the lock for the rest of the epoch, so concurrency costs it nothing; one that
+    does draw has its forwards serialised (the backward and optimiser step still overlap), and equals its
+    sequential run bit for bit. Not covered: activation checkpointing, which re-sets the global state in
+    backward.
+    """
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.cpu_state = self.cuda_state = None
+        self.draws: bool | None = None  # unknown until a forward has run under this state
+
+    def seed(self, seed: int) -> None:
+        """As ``torch.manual_seed(seed)`` would set the global state, without touching it."""
+        self.cpu_state = torch.Generator().manual_seed(seed).get_state()
+        self.cuda_state = torch.Generator(device=self.device).manual_seed(seed).get_state() if self.cuda else None
+        self.draws = None
+
+    def load(self, cpu_state, cuda_state=None) -> None:
+        self.cpu_state, self.draws = cpu_state, None
+        if self.cuda and cuda_state is not None:
+            self.cuda_state = cuda_state
+
+    @contextlib.contextmanager
+    def active(self):
+        if self.draws is False:
+            yield
+            return
+        with GLOBAL_RNG_LOCK:
+            torch.set_rng_state(self.cpu_state)
+            if self.cuda:
+                torch.cuda.set_rng_state(self.cuda_state, self.device)
+            try:
+                yield
+            finally:
+                cpu = torch.get_rng_state()
+                cuda = torch.cuda.get_rng_state(self.device) if self.cuda else None
+                if self.draws is None:
+                    self.draws = not (torch.equal(cpu, self.cpu_state)
+                                      and (cuda is None or torch.equal(cuda, self.cuda_state)))
+                self.cpu_state, self.cuda_state = cpu, cuda
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch. ``deterministic`` trades speed for bitwise-repeatable GPU runs."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    with GLOBAL_RNG_LOCK:  # not in the middle of another thread's forward (RunRandomState)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
     if deterministic:
         # cuBLAS needs this workspace setting to be deterministic (see torch.use_deterministic_algorithms).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import runtime
 from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, RandomCropFlip
 from .data.splits import ImageSplits
-from .energy import EnergyMeter
+from .energy import meter_for
 from .evaluate import loss_and_accuracy, predict_logits
 from .fileio import atomic_save, atomic_write_json  # noqa: F401  (re-exported: older imports name them here)
 
@@ -179,7 +179,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
         callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
         train_loader=None, val_loader=None, write_checkpoints: bool = True,
-        checkpoint_minutes: float | None = None, data_fingerprint: str | None = None) -> FitResult:
+        checkpoint_minutes: float | None = None, data_fingerprint: str | None = None, sync=None) -> FitResult:
     """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
 
     ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
@@ -196,10 +196,18 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     ends with the same weights as an uninterrupted run. On return the model holds the best weights.
     A checkpoint resumes only with the same configuration, objective settings and data: ``data_fingerprint``
     (by default ``data.fingerprint()``) is saved in it and compared on resume.
+
+    ``sync`` (a ``distributed.RankSync``; by default the objective's): data-parallel ranks sum their sample
+    counts, training loss/accuracy tallies and GPU energy every epoch, before the checkpoint is written, so
+    ``last.pt`` and ``history.json`` hold the run's counts, not rank 0's.
+
+    Randomness a model draws itself (dropout) comes from this run's own copy of torch's global state
+    (``runtime.RunRandomState``), so runs on threads (``hpmkd.run_concurrently``) do not disturb each other.
     """
     device = device or runtime.select_device()
     precision = runtime.select_precision(device, config.amp)
     objective = objective or Objective(config.label_smoothing)
+    sync = sync if sync is not None else getattr(objective, "sync", None)
     runtime.seed_everything(config.seed, config.deterministic)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
@@ -267,7 +275,15 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     else:
         mid_epoch = None
     resumed_from = start_epoch
-    meter = EnergyMeter() if device.type == "cuda" else None
+    meter = meter_for(device)  # the training GPU only; None on a CPU
+    rng = runtime.RunRandomState(device)
+    group = runtime.concurrent_group_size()
+    if sync is not None:
+        energy_scope = f"sum over {sync.world_size} ranks, each metering its own GPU"
+    elif group and group > 1:
+        energy_scope = f"{device} shared by {group} concurrent runs: the group's energy, not this run's"
+    else:
+        energy_scope = f"{device} only"
 
     def run_state(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -282,7 +298,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                dynamic_ncols=True, mininterval=1.0)
     for epoch in range(start_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.
-        torch.manual_seed(config.seed * 1_000_003 + epoch)
+        rng.seed(config.seed * 1_000_003 + epoch)  # as torch.manual_seed did, in this run's own copy
         train_loader.set_epoch(epoch)
         objective.on_epoch_start(epoch)
         model.train()
@@ -295,9 +311,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
             correct += mid_epoch["correct"]
             carried_seconds, carried_energy = mid_epoch["seconds"], mid_epoch["energy"]
             objective.load_state_dict(state["objective"])  # its counters for the part of the epoch already done
-            torch.set_rng_state(mid_epoch["rng"])
-            if mid_epoch.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(mid_epoch["cuda_rng"], device)
+            rng.load(mid_epoch["rng"], mid_epoch.get("cuda_rng"))
         _sync(device)
         if meter is not None:
             meter.start()
@@ -305,7 +319,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         for step, (x, y, index) in enumerate(train_loader):
             if step < skip:
                 continue  # already learned from before the interruption; the loader still drew its randomness
-            with precision.autocast():
+            with precision.autocast(), rng.active():
                 out = objective.step(model, x, y, index)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
@@ -331,8 +345,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                 carried_energy = None if carried_energy is None or part_energy is None else carried_energy + part_energy
                 mid = {"step": step + 1, "seen": seen, "loss_sum": loss_sum.item(), "correct": int(correct.item()),
                        "seconds": carried_seconds + time.perf_counter() - t0, "energy": carried_energy,
-                       "rng": torch.get_rng_state(),
-                       "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+                       "rng": rng.cpu_state, "cuda_rng": rng.cuda_state}
                 carried_seconds, t0 = mid["seconds"], time.perf_counter()
                 atomic_save({**run_state(epoch), "mid_epoch": mid}, last_path)
                 last_save = time.perf_counter()
@@ -345,20 +358,31 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         val_logits, val_labels = predict_logits(model, val_loader, precision)
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
         adaptive_stats = objective.on_validation(epoch, val_logits, val_labels)
+        stats = objective.epoch_stats()
+        forwarded, backpropagated = stats.get("samples_forwarded", seen), stats.get("samples_backpropagated", seen)
+        loss_total, correct_total, seen_total = loss_sum.item(), correct.item(), seen
+        if sync is not None:  # the run's counts are the ranks' sums, in the checkpoint written below too
+            totals = sync.sum(torch.tensor([loss_total, correct_total, seen, forwarded, backpropagated,
+                                            float("nan") if energy is None else energy],
+                                           dtype=torch.float64, device=device)).tolist()
+            loss_total, correct_total = totals[0], totals[1]
+            seen_total, forwarded, backpropagated = (int(round(v)) for v in totals[2:5])
+            energy = None if math.isnan(totals[5]) else totals[5]  # None if any rank could not read its GPU
         record = {
             "epoch": epoch + 1,
             "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_sum.item() / max(seen, 1),
-            "train_accuracy": correct.item() / max(seen, 1),
+            "train_loss": loss_total / max(seen_total, 1),
+            "train_accuracy": correct_total / max(seen_total, 1),
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "epoch_seconds": epoch_seconds,
             "images_per_second": steps_per_epoch * config.batch_size / max(epoch_seconds, 1e-9),
             "energy_joules": energy,
-            "samples_forwarded": seen,
-            "samples_backpropagated": seen,
+            "energy_scope": energy_scope if energy is not None else None,
             **adaptive_stats,
-            **objective.epoch_stats(),
+            **stats,
+            "samples_forwarded": forwarded,
+            "samples_backpropagated": backpropagated,
         }
         history.append(record)
         if val_acc > best_val:

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from conftest import tiny_splits
 from kdlib.data.device_loader import DeviceLoader
-from kdlib.distributed import RankSync, ShardedLoader, launch
+from kdlib.distributed import RankSync, ShardedLoader, launch, sync_batchnorm
 from kdlib.sparse.controller import PIController
 from kdlib.sparse.objective import ASTObjective
 from kdlib.train import TrainConfig, fit
@@ -22,7 +22,7 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
 
 
-def _train(rank: int, world_size: int):
+def _train(rank: int, world_size: int, scoring: str = "forward"):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
@@ -34,13 +34,16 @@ def _train(rank: int, world_size: int):
     sync = None
     if world_size > 1:
         loader, sync, model = ShardedLoader(loader, rank, world_size), RankSync(), DistributedDataParallel(model)
-    objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring="forward", warmup_epochs=1, sync=sync)
+    # size_bucket=1: no rounding of the learning-pass size. Rounded, each rank rounds its own part (the shapes its
+    # device sees), which one process cannot reproduce.
+    objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring=scoring, warmup_epochs=1, sync=sync,
+                             size_bucket=1)
     result = fit(model, data, CONFIG, objective, torch.device("cpu"), train_loader=loader)
     module = model.module if world_size > 1 else model
     thresholds = [t for h in result.history for t in h["batch_thresholds"]]
     selected = [h["samples_backpropagated"] for h in result.history]
     return {"state": {k: v.clone() for k, v in module.state_dict().items()}, "thresholds": thresholds,
-            "selected": selected}
+            "selected": selected, "table": objective.stale_scores.clone()}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,20 @@ def test_every_rank_keeps_the_same_threshold_and_weights(two_ranks):
 def test_two_ranks_equal_one_process_on_the_global_batches(two_ranks):
     single = _train(0, 1)
     a, b = two_ranks
-    assert [x + y for x, y in zip(a["selected"], b["selected"])] == single["selected"]
+    assert a["selected"] == b["selected"] == single["selected"]  # fit sums the ranks' counts every epoch
+    assert a["thresholds"] == pytest.approx(single["thresholds"], abs=1e-9)
+    for k, v in single["state"].items():
+        assert torch.allclose(a["state"][k], v, atol=1e-5), k
+
+
+def test_stale_scoring_on_two_ranks_equals_one_process():
+    # every rank's stale-score table is the global one, normalised over the global sub-batch
+    a, b = launch(_train, 2, "stale", backend="gloo")
+    single = _train(0, 1, "stale")
+    assert torch.equal(a["table"], b["table"])
+    assert torch.allclose(a["table"], single["table"], atol=1e-6)
+    assert a["selected"] == b["selected"] == single["selected"]  # fit sums the ranks' counts every epoch
+    assert a["thresholds"] == b["thresholds"]
     assert a["thresholds"] == pytest.approx(single["thresholds"], abs=1e-9)
     for k, v in single["state"].items():
         assert torch.allclose(a["state"][k], v, atol=1e-5), k
@@ -88,3 +104,66 @@ def test_launch_leaves_the_environment_as_it_was(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     assert launch(_rank_number, 2, backend="gloo") == [0, 1]
     assert os.environ["PYTHONPATH"] == "/elsewhere"
+
+
+class _CountingAST(ASTObjective):
+    """Counts, on this rank alone, the samples each epoch learned from."""
+
+    def on_epoch_start(self, epoch):
+        super().on_epoch_start(epoch)
+        self.local = getattr(self, "local", []) + [0]
+
+    def step(self, model, x, y, index):
+        out = super().step(model, x, y, index)
+        self.local[-1] += len(out.targets)
+        return out
+
+
+def _train_with_checkpoints(rank: int, world_size: int, folder: str):
+    from pathlib import Path
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    data = tiny_splits(n_train=128, n_val=32, n_test=32)
+    mean, std = data.channel_stats()
+    local = {}
+    for method in ("full", "ast"):
+        loader = ShardedLoader(DeviceLoader(data.train_x, data.train_y, GLOBAL_BATCH, "cpu", mean, std, shuffle=True,
+                                            drop_last=True, seed=CONFIG.seed), rank, world_size)
+        sync = RankSync()
+        objective = None if method == "full" else _CountingAST(len(data.train_y), PIController(target=0.5),
+                                                               warmup_epochs=1, sync=sync)
+        fit(DistributedDataParallel(_model()), data, CONFIG, objective, torch.device("cpu"), Path(folder) / method,
+            train_loader=loader, write_checkpoints=rank == 0, sync=sync)
+        local[method] = objective.local if objective else None
+    return local
+
+
+def test_checkpointed_counts_are_the_sums_over_ranks(tmp_path):
+    import json
+
+    a, b = launch(_train_with_checkpoints, 2, str(tmp_path), backend="gloo")
+    sums = [x + y for x, y in zip(a["ast"], b["ast"])]
+    assert a["ast"] != sums  # each rank learned from a part
+    for method, learned in (("ast", sums), ("full", [128] * CONFIG.epochs)):
+        history = json.loads((tmp_path / method / "history.json").read_text())
+        saved = torch.load(tmp_path / method / "last.pt", weights_only=True)["history"]
+        for h in (history, saved):
+            assert [e["samples_backpropagated"] for e in h] == learned, method
+        if method == "full":
+            assert [e["samples_forwarded"] for e in history] == learned
+        else:  # warm-up epoch forwards each sample once; AST epochs score all of them, then learn from a part
+            assert [e["samples_forwarded"] for e in history] == [128] + [128 + s for s in sums[1:]]
+
+
+def test_batchnorm_is_synchronised_on_gpus_and_said_to_be_per_rank_on_cpus():
+    def net():
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+
+    # converting swaps modules only, so it is checked without a GPU; SyncBatchNorm's forward needs one
+    converted, how = sync_batchnorm(net(), torch.device("cuda", 0))
+    assert isinstance(converted[1], nn.SyncBatchNorm) and how.startswith("synchronised")
+    kept, how = sync_batchnorm(net(), torch.device("cpu"))
+    assert type(kept[1]) is nn.BatchNorm2d and "needs a GPU" in how
+    assert sync_batchnorm(_model(), torch.device("cuda", 0))[1] == "none"

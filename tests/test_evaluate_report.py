@@ -124,3 +124,26 @@ def test_p_values_against_kd_and_the_ablation_table():
     assert list(table["method"]) == ["hpmkd", "hpmkd-no-cache", "kd"]
     assert list(table["seeds"]) == [1, 1, 1]  # everything on the ablation's seed
     assert table.iloc[1]["vs hpmkd (points)"] == "+0.00" and table.iloc[2]["vs hpmkd (points)"] == "-3.00"
+
+
+def test_per_epoch_speedup_compares_energy_per_epoch_too():
+    """ImageNet's `full` preset: the baseline runs 4 epochs, AST 10, compared epoch for epoch. Worked by hand:
+    full 4 x (10 s, 100 J) = 400 J; AST 10 x (5 s, 40 J) = 400 J. Per epoch: time 10/5 = 2.0x,
+    energy 100/40 = 2.5x. Totals would say 400/400 = 1.0x, on a different basis from the speed-up."""
+    from kdlib.report import add_cost_ratios
+
+    def run(method, epochs, secs, joules):
+        return {"method": method, "train_seconds": epochs * secs, "energy_joules": epochs * joules,
+                "samples_backpropagated": 0,
+                "history": [{"epoch_seconds": secs, "energy_joules": joules} for _ in range(epochs)]}
+
+    runs = [run("full", 4, 10.0, 100.0), run("ast", 10, 5.0, 40.0)]
+    results = {"summary": [{"method": "full"}, {"method": "ast"}]}
+    add_cost_ratios(results, runs, per_epoch=True)
+    ast = results["summary"][1]
+    assert ast["speedup_vs_full"] == pytest.approx(2.0)
+    assert ast["energy_ratio_vs_full"] == pytest.approx(2.5)
+    assert ast["energy_joules_per_epoch_mean"] == pytest.approx(40.0) and ast["energy_joules_mean"] == pytest.approx(400.0)
+    assert ast["energy_basis"] == "joules per epoch"
+    add_cost_ratios(results, runs)  # same epochs on both sides: totals, as before
+    assert results["summary"][1]["energy_ratio_vs_full"] == pytest.approx(1.0)

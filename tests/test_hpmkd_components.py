@@ -278,6 +278,29 @@ def test_concurrent_students_equal_sequential_ones_bit_for_bit():
         assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 
 
+def test_concurrent_dropout_students_equal_sequential_ones_bit_for_bit():
+    # dropout draws from torch's global generator, which threads share: each fit keeps its own copy of it
+    import torch.nn as nn
+
+    data = tiny_splits(n_train=128)
+    config = TrainConfig(epochs=2, batch_size=16, lr=0.05, warmup_epochs=0, progress=False, channels_last=False)
+
+    def make(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 4))
+
+    def job(model, seed):
+        return lambda: fit(model, data, dataclasses.replace(config, seed=seed), None, CPU)
+
+    sequential = [make(s) for s in (0, 1)]
+    for seed, model in enumerate(sequential):
+        job(model, seed)()
+    concurrent = [make(s) for s in (0, 1)]
+    run_concurrently([job(m, s) for s, m in enumerate(concurrent)], CPU, max_concurrent=2)
+    for a, b in zip(sequential, concurrent):
+        assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
 def test_concurrent_failure_is_raised_after_all_jobs_end():
     done = []
 

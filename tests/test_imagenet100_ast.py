@@ -66,3 +66,10 @@ def test_a_run_is_data_parallel_over_two_ranks_from_the_same_store(tmp_path):
     # the two ranks' counts are summed: the warm-up epoch learned from every sample of the 10 global batches
     assert history[0]["samples_backpropagated"] == history[0]["samples_forwarded"] == 320
     assert history[1]["samples_backpropagated"] < 320
+    # ... every epoch, before the checkpoint: history.json (what a resumed run continues from) holds the sums too
+    import json
+
+    saved = json.loads((tmp_path / "runs" / "ast-seed0" / "history.json").read_text())
+    assert [h["samples_backpropagated"] for h in saved] == [h["samples_backpropagated"] for h in history]
+    # SyncBatchNorm runs only on GPUs: on a CPU the record says each rank normalised its own sub-batch
+    assert record["batchnorm"].startswith("per rank")

@@ -125,3 +125,40 @@ def test_random_control_draws_new_positions_each_batch():
     objective.on_epoch_start(0)
     picks = {tuple(sorted(objective._random_pick(32, "cpu").tolist())) for _ in range(10)}
     assert len(picks) > 1
+
+
+# ---- bounded learning-pass shapes (cudnn.benchmark tunes every new shape) ------------------------------------
+
+@pytest.mark.parametrize("scoring", ["forward", "stale"])
+def test_an_epoch_uses_few_distinct_learning_pass_sizes(scoring):
+    data = tiny_data(n_train=256, n_val=48)
+    model = BatchSizeRecorder()
+    objective = ASTObjective(256, PIController(target=0.3), scoring=scoring, warmup_epochs=0, size_bucket=8)
+    result = fit(model, data, TrainConfig(epochs=3, **CFG), objective, device=torch.device("cpu"))
+    learning = [size for size, grad, training in model.calls if grad and training]
+    assert all(size % 8 == 0 and 0 < size <= 32 for size in learning)  # rounded up, never above the batch
+    for record in result.history:
+        assert len(record["learning_pass_sizes"]) <= 32 // 8
+        # the counters and the controller see what was learned from, after rounding
+        assert record["samples_backpropagated"] == sum(round(r * 32) for r in record["batch_rates"])
+    assert sum(r["samples_backpropagated"] for r in result.history) == sum(learning)
+
+
+def test_rounding_takes_the_next_highest_scores():
+    objective = ASTObjective(16, PIController(target=0.3), warmup_epochs=0, size_bucket=4)
+    scores = torch.tensor([0.1, 5.0, 0.2, 3.0, 0.3, 0.9, 0.4, 0.5, 0.6, 0.7, 0.8, 0.05, 0.01, 0.02, 0.03, 0.04])
+    chosen = objective._round_up(torch.tensor([1, 3]), scores)
+    assert chosen.tolist() == [1, 3, 5, 10]  # 5.0 and 3.0 passed; 0.9 and 0.8 are the next highest
+    assert objective.rounded_count(15, 16) == 16 and objective.rounded_count(16, 16) == 16
+    assert ASTObjective(16, size_bucket=1).rounded_count(3, 16) == 3
+
+
+def test_default_bucket_bounds_sizes_for_any_batch():
+    from kdlib.sparse.objective import default_size_bucket
+
+    for batch in (16, 32, 64, 100, 128, 256, 512, 1024):
+        b = default_size_bucket(batch)
+        assert b % 8 == 0 or b == batch
+        assert -(-batch // b) <= 16
+    with pytest.raises(ValueError):
+        ASTObjective(10, size_bucket=0)

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from .. import runtime
 from ..train import Objective, StepOutput
 from .kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, kd_loss
 from .multi_teacher import mixture_probs, multi_teacher_kd_loss, teacher_weights
@@ -258,7 +259,9 @@ def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device 
     compute; on a GPU each job gets its own CUDA stream, so small kernels of different students
     overlap. Jobs must not share mutable state (create each model before, in the calling thread,
     so initial weights do not depend on thread timing). On a CPU the results equal a sequential run
-    bit for bit (tested). The first exception is raised once every job has ended.
+    bit for bit (tested), dropout models included: each ``fit`` keeps its own copy of torch's global random
+    state (``runtime.RunRandomState``). Energy read inside a job is the shared GPU's, i.e. the group's.
+    The first exception is raised once every job has ended.
     """
     results: list = [None] * len(jobs)
     errors: list = [None] * len(jobs)
@@ -276,7 +279,7 @@ def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device 
                     stream = torch.cuda.Stream(device)
                     stream.wait_stream(launcher)  # tensors the caller made (teacher tables) are ready first
                     ctx = torch.cuda.stream(stream)
-                with ctx:
+                with ctx, runtime.concurrent_group(len(jobs)):  # fit labels its energy as the group's
                     results[i] = jobs[i]()
                     if use_streams:
                         torch.cuda.current_stream(device).synchronize()

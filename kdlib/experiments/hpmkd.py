@@ -34,6 +34,7 @@ from ..distill.cache import LogitCache, teacher_logits
 from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, TeacherSource, choose_configuration,
                              geometric_sizes, probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
 from ..distill.kd import KDObjective
+from ..energy import meter_for
 from ..models import count_parameters, create_model
 from ..train import TrainConfig, atomic_write_json
 from .common import train_and_test
@@ -229,11 +230,15 @@ def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None
     cache = ctx.cache(components["cache"])
     cost_path = ctx.out / "hpmkd" / f"cost-{method}.json"
     already_done = all((ctx.out / "runs" / f"{method}-seed{seed}" / "record.json").exists() for seed in seeds)
+    meter = meter_for(ctx.device)  # once around the group: concurrent students share the GPU
+    if meter is not None:
+        meter.start()
     t0 = time.perf_counter()
     specs = [(method, seed, None, components, temperature, alpha, stages) for seed in seeds]
     records = _run_students(ctx, specs, components["parallel"], cache, evaluate_test=True)
     cost = {"method": method, "seeds": seeds, "parallel": components["parallel"],
-            "wall_seconds": time.perf_counter() - t0, "cache": cache.stats.to_dict()}
+            "wall_seconds": time.perf_counter() - t0, "cache": cache.stats.to_dict(),
+            "energy_joules": meter.stop() if meter is not None else None, "energy_scope": "the group of seeds"}
     saved = json.loads(cost_path.read_text()) if cost_path.exists() else None
     if already_done and saved and saved["seeds"] == seeds:
         cost = saved  # the cost of the run that trained them, not of reloading them

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from .. import runs, runtime
 from ..data import image_store, imagenet100
@@ -253,31 +252,27 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
     """One data-parallel rank (importable, for ``distributed.launch``): returns rank 0's record pieces."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from ..distributed import RankSync, ShardedLoader
+    from ..distributed import RankSync, ShardedLoader, sync_batchnorm
 
     device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
     if device_type == "cpu":  # ranks share the cores instead of each starting one thread per core
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     runtime.seed_everything(seed)
     model, origin = build_model(cfg, data.num_classes)
+    model, batchnorm = sync_batchnorm(model, device)  # ResNet-50's BN over the global batch (CUDA only)
     model.to(device)
     config = _method_config(method, cfg, seed)
     config = dataclasses.replace(config, progress=config.progress and rank == 0)
     train, select, test = loaders(cfg, data, device, seed)
     wrapped = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
-    result = fit(wrapped, None, config, _objective(method, cfg, data, config, RankSync()), device, run_dir,
+    sync = RankSync()  # fit sums the ranks' counts and energy each epoch, before writing the checkpoint
+    result = fit(wrapped, None, config, _objective(method, cfg, data, config, sync), device, run_dir,
                  desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
                  val_loader=select, write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes,
-                 data_fingerprint=data.fingerprint())
-    # Sample counts are per rank: the run's are their sums.
-    counts = torch.tensor([[h["samples_forwarded"], h["samples_backpropagated"]] for h in result.history],
-                          dtype=torch.float64, device=device)
-    dist.all_reduce(counts)
-    for h, (forwarded, backpropagated) in zip(result.history, counts.tolist()):
-        h["samples_forwarded"], h["samples_backpropagated"] = int(forwarded), int(backpropagated)
+                 data_fingerprint=data.fingerprint(), sync=sync)
     if rank != 0:
         return None
-    return _evaluate(model, result, test, device, config, origin, world_size)
+    return {**_evaluate(model, result, test, device, config, origin, world_size), "batchnorm": batchnorm}
 
 
 def _evaluate(model, result: FitResult, test_loader, device, config: TrainConfig, origin: str, world_size: int) -> dict:
@@ -320,7 +315,7 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
     result = FitResult(**out["result"])
     record = {
         "method": method, "model": cfg.model, "params": out["params"], "seed": seed, "weights": out["weights"],
-        "world_size": out["world_size"], "test_accuracy": out["test_top1"], "test_top5": out["test_top5"],
+        "world_size": out["world_size"], "batchnorm": out.get("batchnorm", "local batch"), "test_accuracy": out["test_top1"], "test_top5": out["test_top5"],
         "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
         "train_seconds": result.train_seconds, "epochs": len(result.history),
         "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
