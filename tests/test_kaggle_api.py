@@ -104,6 +104,18 @@ def test_status_waits_until_the_session_ends(fake_kaggle):
     assert sleeps == [5] and fake_kaggle.requests[0].kernel_slug == "kdlib-mnist-knowledge-distillation"
 
 
+def _download_response(url: str, body: bytes):
+    """What requests.get returns for a file URL: a real Response holding ``body`` (kaggle 2.2.4 reads .content,
+    2.2.5 streams it with raise_for_status, headers and iter_content)."""
+    import requests
+
+    response = requests.Response()
+    response.status_code, response.url, response._content, response._content_consumed = 200, url, body, True
+    response.headers["Content-Length"] = str(len(body))
+    response.request = requests.Request("GET", url).prepare()
+    return response
+
+
 def test_output_fetches_results_and_prints_the_table(fake_kaggle, tmp_path, monkeypatch, capsys):
     from kdlib.kaggle import _client_module
 
@@ -117,7 +129,7 @@ def test_output_fetches_results_and_prints_the_table(fake_kaggle, tmp_path, monk
                                                          "n_val": 1, "n_test": 1}, {"device": "cuda"}, runs)
     body = json.dumps(results).encode()
     monkeypatch.setattr(kaggle_api_extended.requests, "get",
-                        lambda url, stream=False: types.SimpleNamespace(content=body, headers={}))
+                        lambda url, stream=False, **kwargs: _download_response(url, body))
     assert main(["kaggle", "output", "someone/kdlib-mnist-knowledge-distillation", "--dest", str(tmp_path)]) == 0
     assert (tmp_path / "mnist-kd" / "results.json").exists()
     assert "teacher" in capsys.readouterr().out
@@ -224,7 +236,7 @@ def _kaggle_output_listing(fake_kaggle, monkeypatch):
     fetched = []
     body = json.dumps({"experiment": "mnist-kd"}).encode()
     monkeypatch.setattr(_client_module().requests, "get",
-                        lambda url, stream=False: fetched.append(url) or types.SimpleNamespace(content=body, headers={}))
+                        lambda url, stream=False, **kwargs: fetched.append(url) or _download_response(url, body))
     return fetched
 
 
