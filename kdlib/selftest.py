@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import tempfile
 import time
 import traceback
@@ -204,27 +205,37 @@ def check_ast(device, scoring: str, sizes: dict) -> dict:
     data = _data(sizes["n"], sizes["image"])
     config = TrainConfig(epochs=sizes["epochs"], batch_size=sizes["batch"], lr=0.05, warmup_epochs=0, progress=False,
                          channels_last=device.type == "cuda")
-    torch.manual_seed(0)
-    full = fit(_net(sizes["width"]), data, config, None, device)
-    full_epoch = sum(h["epoch_seconds"] for h in full.history[1:]) / (len(full.history) - 1)  # after autotuning
+    full_epochs = []  # full training runs before and after AST: a machine whose speed drifts hits both sides
+
+    def full_run():
+        torch.manual_seed(0)
+        full_epochs.extend(h["epoch_seconds"] for h in fit(_net(sizes["width"]), data, config, None, device).history[1:])
+
+    full_run()
     ast_config = dataclasses.replace(config, epochs=sizes["epochs"] + 2)  # warm-up, first AST epoch, steady ones
     objective = ASTObjective(len(data.train_y), PIController(target=TARGET), scoring=scoring, warmup_epochs=1)
     torch.manual_seed(0)
     ast = fit(_net(sizes["width"]), data, ast_config, objective, device)
     selective = ast.history[1:]
     steady = selective[1:]
-    steady_epoch = sum(h["epoch_seconds"] for h in steady) / len(steady)
+    full_run()
+    full_epoch = statistics.median(full_epochs)  # first epochs left out: autotuning and allocations
+    steady_epoch = statistics.median(h["epoch_seconds"] for h in steady)
     processed = len(data.train_y) // config.batch_size * config.batch_size
     rate = sum(h["samples_backpropagated"] for h in steady) / (processed * len(steady))
     ceiling = 3 / (1 + 2 * rate) if scoring == "forward" else 1 / rate
     sizes_seen = max(len(h["learning_pass_sizes"]) for h in selective)
     new_shapes = selective[0]["epoch_seconds"] - steady_epoch
     ok = abs(rate - TARGET) <= 0.15 and sizes_seen <= 16
-    figure = (f"speed-up {full_epoch / steady_epoch:.2f}x of ceiling {ceiling:.2f}x at realised a = {rate:.3f}; "
+    speedup = full_epoch / steady_epoch
+    # A speed-up above its ceiling is a measurement error (the machine's speed changed between the runs), not a result.
+    credible = speedup <= 1.1 * ceiling
+    figure = (f"speed-up {speedup:.2f}x of ceiling {ceiling:.2f}x at realised a = {rate:.3f}"
+              + ("" if credible else " (ABOVE its ceiling: a timing error on a busy machine, not a result)") + "; "
               f"first AST epoch {selective[0]['epoch_seconds']:.2f} s vs {steady_epoch:.2f} s steady "
               f"(new shapes cost {new_shapes:+.2f} s, {sizes_seen} distinct learning-pass sizes)")
     reason = "measured; no speed target" if ok else f"realised rate {rate:.3f} or {sizes_seen} sizes out of bounds"
-    return _row(name, "pass" if ok else "fail", figure, reason, speedup=full_epoch / steady_epoch, ceiling=ceiling,
+    return _row(name, "pass" if ok else "fail", figure, reason, speedup=speedup, speedup_credible=credible, ceiling=ceiling,
                 realised_rate=rate, first_epoch_extra_seconds=new_shapes, distinct_sizes=sizes_seen)
 
 

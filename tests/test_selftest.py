@@ -100,3 +100,29 @@ def test_build_bundles_kdlib_into_the_selftest_setup_cell(tmp_path):
             assert "base64.b64decode" in "".join(b["source"])
         else:
             assert "".join(a["source"]) == "".join(b["source"])
+
+
+def test_a_speedup_above_its_ceiling_is_flagged_not_reported(monkeypatch):
+    """A machine that slowed down while full training ran gives an impossible speed-up: the row says it is a
+    timing error instead of presenting it as a result."""
+    import types
+
+    import torch
+
+    from kdlib import selftest, train
+
+    sizes = {"n": 64, "image": 8, "epochs": 3, "batch": 16, "width": 4}
+    processed = 64
+
+    def fake_fit(model, data, config, objective=None, device=None, **kwargs):
+        if objective is None:  # full training: 10 s epochs (a busy machine)
+            history = [{"epoch_seconds": 10.0}] * config.epochs
+        else:  # AST at a = 0.3 learning from 0.3 of each batch, 0.1 s epochs
+            history = [{"epoch_seconds": 0.1, "samples_backpropagated": int(0.3 * processed),
+                        "learning_pass_sizes": [8]} for _ in range(config.epochs)]
+        return types.SimpleNamespace(history=history)
+
+    monkeypatch.setattr(train, "fit", fake_fit)
+    row = selftest.check_ast(torch.device("cpu"), "forward", sizes)
+    assert row["speedup"] == 100.0 and not row["speedup_credible"]
+    assert "ABOVE its ceiling" in row["figure"]
