@@ -210,6 +210,9 @@ def kaggle_main(args) -> int:
                 continue
             problems = kaggle.validate_kernel_folder(folder)
             print(f"built {folder} (PRESET={args.preset or kaggle.default_preset(name)!r})")
+            if json.loads((folder / kaggle.METADATA_FILE).read_text())["id"].startswith(kaggle.OWNER_PLACEHOLDER + "/"):
+                print(f"note: no owner known (--owner, $KAGGLE_USERNAME or kaggle.json's username), so the id says "
+                      f"{kaggle.OWNER_PLACEHOLDER!r}: pass --owner YOU before pushing this folder", file=sys.stderr)
         else:
             problems = kaggle.validate_kernel(name)
         print(f"{name}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))

@@ -428,6 +428,7 @@ def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bo
         sent["machine_shape"] = accelerator
     if timeout:
         sent["session_timeout_seconds"] = int(timeout)
+    sent["preset"] = preset or default_preset(name)
     if dry_run:
         return sent
     if meta["id"].startswith(OWNER_PLACEHOLDER + "/"):
@@ -481,8 +482,8 @@ def output(kernel_id: str, dest: str | Path, everything: bool = False) -> Path:
     import inspect
 
     dest = Path(dest)
+    api = authenticated_api()  # first: a refusal leaves no empty folder behind
     dest.mkdir(parents=True, exist_ok=True)
-    api = authenticated_api()
     options = {"force": True}
     if not everything:
         if "file_pattern" not in inspect.signature(api.kernels_output).parameters:

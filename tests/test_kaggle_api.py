@@ -94,7 +94,8 @@ def test_push_sends_what_the_metadata_says(fake_kaggle, tmp_path, capsys):
 def test_dry_run_sends_nothing(fake_kaggle, tmp_path, capsys):
     assert main(["kaggle", "push", "cifar10-ast", "--dry-run", "--out", str(tmp_path)]) == 0
     assert fake_kaggle.requests == []
-    assert '"machine_shape": "NvidiaTeslaT4"' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '"machine_shape": "NvidiaTeslaT4"' in out and '"preset": "full"' in out  # what the kernel will run
 
 
 def test_status_waits_until_the_session_ends(fake_kaggle):
@@ -142,6 +143,8 @@ def test_missing_credentials_are_explained(monkeypatch, tmp_path, capsys):
     assert kaggle.credentials_source() is None
     assert main(["kaggle", "status", "someone/abcdef"]) == 1
     assert "KAGGLE_USERNAME and KAGGLE_KEY" in capsys.readouterr().err
+    assert main(["kaggle", "output", "someone/abcdef", "--dest", str(tmp_path / "dest")]) == 1
+    assert not (tmp_path / "dest").exists()  # a refused download leaves no empty folder
 
 
 def test_loose_kaggle_json_permissions_warn(monkeypatch, tmp_path):
