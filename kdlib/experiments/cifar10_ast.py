@@ -20,7 +20,8 @@ from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
 from ..fileio import atomic_write_bytes
-from ..report import add_cost_ratios, build_results
+from ..report import build_results
+from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
 from ..train import TrainConfig
 from .common import make_ast_config, prepare_out_dir, train_and_test
