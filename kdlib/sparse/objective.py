@@ -18,11 +18,11 @@ class ASTObjective(SelectiveObjective):
                  warmup_epochs: int = 1, random_selection: bool = False,
                  label_smoothing: float = 0.0, loss_weight: float = 0.7, entropy_weight: float = 0.3, seed: int = 0,
                  record_batches: int = 0, keep_low: float = 0.0, sync=None, size_bucket: int | None = None):
+        if not 0.0 <= keep_low < 1.0:
+            raise ValueError(f"keep_low must be in [0, 1), got {keep_low}")
         controller = controller or PIController()
         rule = (RandomRule(controller.target) if random_selection else
                 ASTRule(controller=controller, loss_weight=loss_weight, entropy_weight=entropy_weight, keep_low=keep_low))
-        if not 0.0 <= keep_low < 1.0:
-            raise ValueError(f"keep_low must be in [0, 1), got {keep_low}")
         super().__init__(Objective(label_smoothing), rule, num_samples, scoring=scoring, warmup_epochs=warmup_epochs,
                          seed=seed, record_batches=record_batches, sync=sync, size_bucket=size_bucket)
         self.controller = controller

@@ -8,8 +8,10 @@ Options by rule (``make_selective_objective(rule, base, num_samples, rate, ..., 
   Scoring 'forward' or 'stale'.
 - ``random`` (rules/random.py): the control, uniform samples at ``rate`` (required). Option ``exact_rate`` (False:
   round(rate * n) rounded up to the size bucket; True: stochastic rounding, expectation exactly rate * n).
-- ``infobatch`` (rules/infobatch.py): prunes whole batches. ``rate`` is not used (its budget follows from the
-  losses); options ``epochs`` (required: the run's epochs), ``prune_ratio`` (0.5), ``delta`` (0.875).
+- ``infobatch`` (rules/infobatch.py): prunes whole batches (the loop's epoch-order hook). ``rate`` must be None (its
+  budget follows from prune_ratio and the losses); options ``epochs`` (required: the run's epochs), ``prune_ratio``
+  (0.5: the fraction of below-mean-loss samples left out each epoch), ``delta`` (0.875: the last
+  ceil((1 - delta) * epochs) epochs use all data). Records each sample's loss whatever ``scoring`` says.
 - ``selective-backprop`` (rules/selective_backprop.py): keep with probability CDF(loss)^beta. ``rate``: the target
   rate (required), giving beta = 1 / rate - 1; options ``beta`` (overrides rate), ``history`` (1024). Scoring
   'forward' (the paper) or 'stale'.
