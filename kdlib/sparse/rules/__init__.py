@@ -13,7 +13,7 @@ Options by rule (``make_selective_objective(rule, base, num_samples, rate, ..., 
   (0.5: the fraction of below-mean-loss samples left out each epoch), ``delta`` (0.875: the last
   ceil((1 - delta) * epochs) epochs use all data). Records each sample's loss whatever ``scoring`` says.
 - ``selective-backprop`` (rules/selective_backprop.py): keep with probability CDF(loss)^beta. ``rate``: the target
-  rate (required), giving beta = 1 / rate - 1; options ``beta`` (overrides rate), ``history`` (1024). Scoring
+  rate, giving beta = 1 / rate - 1, or option ``beta`` instead of rate (one of the two); ``history`` (1024 losses). Scoring
   'forward' (the paper) or 'stale'.
 """
 
