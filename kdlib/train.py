@@ -12,11 +12,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
@@ -25,6 +24,7 @@ from .data.splits import ImageSplits
 from .energy import meter_for
 from .evaluate import loss_and_accuracy, predict_logits
 from .fileio import atomic_save, atomic_write_json  # noqa: F401  (re-exported: older imports name them here)
+from .objective import Objective
 
 
 @dataclass
@@ -70,47 +70,6 @@ class TrainConfig:
 
 # Fields that may change between an interrupted run and its resumption without changing the result.
 RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
-
-
-class StepOutput(NamedTuple):
-    loss: torch.Tensor  # scalar to back-propagate
-    logits: torch.Tensor  # logits of the samples that were learned from, for running accuracy
-    targets: torch.Tensor  # their labels
-
-
-class Objective:
-    """Cross-entropy on the whole batch. Algorithms subclass this and override ``step``."""
-
-    name = "ce"
-
-    def __init__(self, label_smoothing: float = 0.0):
-        self.label_smoothing = label_smoothing
-
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput:
-        logits = model(x)
-        return StepOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        pass
-
-    def on_validation(self, epoch: int, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-        """Called with the epoch's validation logits and labels (CPU) before the checkpoint is written;
-        adaptive algorithms update themselves here. Returns extra values for the history."""
-        return {}
-
-    def epoch_stats(self) -> dict:
-        """Extra per-epoch values for the history (an algorithm's temperature, activation rate...)."""
-        return {}
-
-    def settings(self) -> dict:
-        """What defines this objective's computation; a checkpoint resumes only under the same settings."""
-        return {"objective": self.name, "label_smoothing": self.label_smoothing}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from .. import runtime
-from ..train import Objective, StepOutput
+from ..objective import Objective, StepOutput
 from .kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, kd_loss
 from .multi_teacher import mixture_probs, multi_teacher_kd_loss, teacher_weights
 from .temperature import MetaTemperature, soft_kl

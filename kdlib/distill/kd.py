@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.device_loader import DeviceLoader
-from ..train import Objective, StepOutput
+from ..objective import Objective, StepOutput
 
 DEFAULT_TEMPERATURE = 4.0
 DEFAULT_ALPHA = 0.7

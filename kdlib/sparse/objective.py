@@ -31,7 +31,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..train import Objective, StepOutput
+from ..objective import Objective, StepOutput
 from .controller import PIController, select
 from .significance import combine, loss_and_entropy, significance
 
