@@ -23,7 +23,7 @@ from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, Random
 from .data.splits import ImageSplits
 from .energy import meter_for
 from .evaluate import loss_and_accuracy, predict_logits
-from .fileio import atomic_save, atomic_write_json  # noqa: F401  (re-exported: older imports name them here)
+from .fileio import atomic_save, atomic_write_json
 from .objective import Objective
 
 

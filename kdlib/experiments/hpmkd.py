@@ -36,7 +36,8 @@ from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, TeacherS
 from ..distill.kd import KDObjective
 from ..energy import meter_for
 from ..models import count_parameters, create_model
-from ..train import TrainConfig, atomic_write_json
+from ..fileio import atomic_write_json
+from ..train import TrainConfig
 from .common import train_and_test
 
 
