@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..fileio import atomic_save
-from ..train import CheckpointError, load_checkpoint
 
 
 def _update_with_tensor(h, t: torch.Tensor) -> None:
