@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_splits
 from kdlib.distill.hpmkd import COMPONENTS, HPMKDSettings
-from kdlib.experiments import hpmkd as steps
+from kdlib.experiments import hpmkd_pipeline as steps
 from kdlib.experiments import mnist_kd
 from kdlib.experiments.common import train_and_test
 from kdlib.train import TrainConfig

@@ -22,7 +22,7 @@ from ..distill.hpmkd import COMPONENTS, HPMKDSettings
 from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precompute_teacher_logits
 from ..report import build_results
 from ..train import TrainConfig
-from . import hpmkd as hpmkd_steps
+from . import hpmkd_pipeline
 from .common import check_seeds, prepare_out_dir, train_and_test
 
 EXPERIMENT = "mnist-kd"
@@ -166,21 +166,21 @@ def train_student(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: P
 
 
 def hpmkd_context(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device,
-                  teacher: torch.nn.Module) -> hpmkd_steps.HPMKDContext:
-    return hpmkd_steps.HPMKDContext(data, Path(out_dir), device, teacher, cfg.student_model, cfg.student,
+                  teacher: torch.nn.Module) -> hpmkd_pipeline.HPMKDContext:
+    return hpmkd_pipeline.HPMKDContext(data, Path(out_dir), device, teacher, cfg.student_model, cfg.student,
                                     cfg.temperature, cfg.alpha, cfg.hpmkd, list(cfg.seeds))
 
 
 def plan_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher) -> dict:
     """HPM-KD's decisions (chain length, T and alpha), from probe runs on the validation split."""
-    return hpmkd_steps.plan(hpmkd_context(cfg, data, out_dir, device, teacher))
+    return hpmkd_pipeline.plan(hpmkd_context(cfg, data, out_dir, device, teacher))
 
 
 def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher, decisions: dict,
                 removed: str | None = None) -> tuple[list[dict], dict]:
     """Full HPM-KD (``removed`` None) on every seed, or HPM-KD without one component on the ablation seeds."""
     seeds = cfg.seeds if removed is None or cfg.ablation_seed_count is None else cfg.seeds[:cfg.ablation_seed_count]
-    return hpmkd_steps.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
+    return hpmkd_pipeline.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
 
 
 def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device, **extra) -> dict:
