@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from conftest import tiny_splits
 from kdlib import runtime
-from kdlib.distill.cache import LogitCache, model_digest, teacher_logits, tensor_digest
-from kdlib.distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, TeacherSource, choose_configuration,
-                                 geometric_sizes, probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
+from kdlib.distill.cache import LogitCache, model_digest, tensor_digest
+from kdlib.distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, choose_configuration, geometric_sizes,
+                                 probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
 from kdlib.distill.kd import KDObjective, kd_loss
 from kdlib.distill.multi_teacher import mixture_probs, multi_teacher_kd_loss, teacher_weights
+from kdlib.distill.teacher_source import TeacherSource, teacher_logits
 from kdlib.distill.temperature import MetaTemperature, soft_kl
 from kdlib.models import count_parameters, create_model
 from kdlib.train import TrainConfig, fit
@@ -210,7 +211,7 @@ def test_choose_configuration_prefers_accuracy_then_loss_then_order():
 
 def _cache_logits(cache, model, x):
     precision = runtime.select_precision(CPU, "auto")
-    return teacher_logits(cache, model, x, [0.5], [0.25], CPU, precision, view="train", channels_last=False)
+    return teacher_logits(model, x, [0.5], [0.25], CPU, precision, view="train", channels_last=False, cache=cache)
 
 
 def test_cache_keys_on_content_not_identity(tmp_path):

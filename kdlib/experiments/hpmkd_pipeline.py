@@ -30,10 +30,11 @@ import torch.nn as nn
 
 from .. import runtime
 from ..data.splits import ImageSplits
-from ..distill.cache import LogitCache, teacher_logits
-from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, TeacherSource, choose_configuration,
-                             geometric_sizes, probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
+from ..distill.cache import LogitCache
+from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, choose_configuration, geometric_sizes,
+                             probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
 from ..distill.kd import KDObjective
+from ..distill.teacher_source import split_logits, teacher_source
 from ..energy import meter_for
 from ..models import count_parameters, create_model
 from ..fileio import atomic_write_json
@@ -84,17 +85,12 @@ class HPMKDContext:
         warmup = min(self.student_config.warmup_epochs, epochs / 4)
         return dataclasses.replace(self.student_config, seed=seed, epochs=epochs, warmup_epochs=warmup)
 
-    @property
-    def augmented(self) -> bool:
-        return self.student_config.augmentation() is not None
+    def source(self, stage: Stage, cache: LogitCache):
+        """Whence a student of this run takes ``stage``'s logits (``teacher_source``: a table or the live model)."""
+        return teacher_source(stage.name, stage.model, self.data, self.student_config, self.device, cache)
 
-    def logits(self, cache: LogitCache, model: nn.Module, split: str) -> torch.Tensor:
-        x = self.data.train_x if split == "train" else self.data.val_x
-        mean, std = self.data.channel_stats()
-        precision = runtime.select_precision(self.device, self.student_config.amp)
-        return teacher_logits(cache, model, x, mean, std, self.device, precision, view=f"{split}-plain",
-                              batch_size=self.student_config.eval_batch_size,
-                              channels_last=self.student_config.channels_last)
+    def val_logits(self, stage: Stage, cache: LogitCache) -> torch.Tensor:
+        return split_logits(stage.model, self.data, "val", self.student_config, self.device, cache)
 
 
 def _count(model_name: str, data: ImageSplits):
@@ -113,8 +109,7 @@ def train_chain(ctx: HPMKDContext, n_assistants: int, cache: LogitCache, tempera
         width = round(width_for_parameters(size, count), 3)
         previous = stages[-1]
         config = ctx.config(ctx.seeds[0], ctx.settings.assistant_epochs)
-        table = None if ctx.augmented else ctx.logits(cache, previous.model, "train").to(ctx.device)
-        objective = KDObjective(previous.model, temperature, alpha, config.label_smoothing, teacher_logits=table)
+        objective = KDObjective(ctx.source(previous, cache), temperature, alpha, config.label_smoothing)
         name = f"assistant{i}of{n_assistants}-T{temperature:g}-a{alpha:g}"
         model, _ = train_and_test(name, ctx.student_model, ctx.data, config, ctx.out, ctx.device, objective,
                                   evaluate_test=False, width=width)
@@ -136,14 +131,11 @@ def student_teachers(stages: list[Stage], multi_teacher: bool, sees_teacher: boo
 def student_objective(ctx: HPMKDContext, stages: list[Stage], components: dict, temperature: float, alpha: float,
                       cache: LogitCache) -> HPMKDObjective:
     teachers = student_teachers(stages, components["multi_teacher"], ctx.settings.student_sees_teacher)
-    if ctx.augmented:
-        sources = [TeacherSource(s.name, model=s.model) for s in teachers]
-    else:
-        sources = [TeacherSource(s.name, table=ctx.logits(cache, s.model, "train").to(ctx.device)) for s in teachers]
+    sources = [ctx.source(s, cache) for s in teachers]
     meta, val_logits = None, None
     if components["meta_temperature"]:
         meta = ctx.settings.meta_temperature(temperature)
-        val_logits = [ctx.logits(cache, s.model, "val") for s in teachers]
+        val_logits = [ctx.val_logits(s, cache) for s in teachers]
     return HPMKDObjective(sources, temperature, alpha, components["multi_teacher"], ctx.settings.tau, meta, val_logits,
                           ctx.student_config.label_smoothing)
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 from .. import runtime
-from ..data.device_loader import DeviceLoader
 from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import DIGITS_NAME, load_digits_28, load_mnist, mnist_source
 from ..data.splits import ImageSplits
 from ..distill.hpmkd import COMPONENTS, HPMKDSettings
-from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precompute_teacher_logits
+from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective
+from ..distill.teacher_source import teacher_source
 from ..report import build_results
 from ..train import TrainConfig
 from . import hpmkd_pipeline
@@ -154,14 +154,8 @@ def train_student(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: P
         raise ValueError(f"unknown student method {method!r}")
     if teacher is None:
         raise ValueError("the 'kd' student needs the trained teacher")
-    table = None
-    if config.augmentation() is None:
-        # Without augmentation the student always sees the same inputs: one teacher pass serves all epochs.
-        mean, std = data.channel_stats()
-        loader = DeviceLoader(data.train_x, data.train_y, config.eval_batch_size, device, mean, std,
-                              channels_last=config.channels_last)
-        table = precompute_teacher_logits(teacher, loader, runtime.select_precision(device, config.amp))
-    objective = KDObjective(teacher, cfg.temperature, cfg.alpha, config.label_smoothing, teacher_logits=table)
+    objective = KDObjective(teacher_source("teacher", teacher, data, config, device), cfg.temperature, cfg.alpha,
+                            config.label_smoothing)
     return train_and_test("kd", cfg.student_model, data, config, out_dir, device, objective=objective)
 
 
