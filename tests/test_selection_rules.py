@@ -11,7 +11,8 @@ import torch.nn as nn
 from kdlib.distill.kd import KDObjective, kd_loss
 from kdlib.sparse import RULES, make_rule, make_selective_objective
 from kdlib.sparse.significance import loss_and_entropy
-from kdlib.train import Objective, TrainConfig, fit, schedule_position
+from kdlib.objective import Objective
+from kdlib.train import TrainConfig, fit, schedule_position
 from test_train import tiny_data
 
 CPU = torch.device("cpu")

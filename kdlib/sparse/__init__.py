@@ -24,7 +24,7 @@ def make_selective_objective(rule: str, base=None, num_samples: int | None = Non
     ``record_batches``: keep that many batches' scores and selections for the notebook. ``sync``: a
     ``distributed.RankSync`` for data-parallel runs. ``size_bucket``: learning-pass sizes rounded up to multiples
     of it (None: ``default_size_bucket``)."""
-    from ..train import Objective
+    from ..objective import Objective
 
     if num_samples is None:
         raise ValueError("make_selective_objective needs num_samples (the number of training rows)")

@@ -5,7 +5,7 @@ base objective."""
 
 from __future__ import annotations
 
-from ..train import Objective
+from ..objective import Objective
 from .controller import PIController
 from .rules import ASTRule, RandomRule
 from .selective import SelectiveObjective, default_size_bucket  # noqa: F401  (default_size_bucket: older imports)

@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from ..train import Objective, StepOutput
+from ..objective import Objective, StepOutput
 from .rules.base import SelectionRule, round_up_to_bucket
 
 SCORING_MODES = ("forward", "stale")
