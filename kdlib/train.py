@@ -179,7 +179,7 @@ class EpochTally:
         self.device, self.meter = device, meter
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.skip, self.seen, self.seconds, self.energy = 0, 0, 0.0, 0.0  # seconds, energy: before the last lap
+        self.skip, self.seen, self.seconds, self.energy = 0, 0, 0.0, 0.0  # seconds, energy: up to the last snapshot
         if saved is not None:  # the steps already learned from are skipped; the loader still draws their randomness
             self.skip, self.seen, self.seconds, self.energy = saved["step"], saved["seen"], saved["seconds"], saved["energy"]
             self.loss_sum += saved["loss_sum"]
