@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from .experiments import NOTEBOOKS
+from .paths import NOTEBOOK_DIR
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 # command-line options that set a notebook's own parameters
 EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"), "cifar10-ast": ("epochs", "target_rate", "scoring"),
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
