@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import run_kdlib, tiny_splits
-from kdlib import report
+from kdlib import results_io
 from kdlib.data.splits import ImageSplits
 from kdlib.experiments import cifar10_ast as exp
 
@@ -67,7 +67,7 @@ def test_demo_notebook_end_to_end(tmp_path):
     proc = run_kdlib("run", "cifar10-ast", "--preset", "demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert report.validate_results(results) == []
+    assert results_io.validate_results(results) == []
     assert results["experiment"] == "cifar10-ast" and "not CIFAR-10" in results["dataset"]["name"]
     summary = {s["method"]: s for s in results["summary"]}
     assert set(summary) == {"full", "ast", "ast-random"}

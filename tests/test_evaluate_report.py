@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from kdlib import report
+from kdlib import plots, results_io, statistics
 from kdlib.evaluate import confusion_matrix, mean_std, per_class_accuracy
+from kdlib.experiments import hpmkd_reporting
 
 
 def test_confusion_and_per_class_hand_case():
@@ -35,7 +36,7 @@ def _runs():
 
 
 def test_summary_retention_and_compression():
-    summary = {s["method"]: s for s in report.summarize(_runs())}
+    summary = {s["method"]: s for s in results_io.summarize(_runs())}
     assert summary["teacher"]["retention"] == pytest.approx(1.0) and summary["teacher"]["compression"] == 1.0
     assert summary["kd"]["test_accuracy_mean"] == pytest.approx(0.955)
     assert summary["kd"]["test_accuracy_std"] == pytest.approx(0.005)
@@ -44,40 +45,40 @@ def test_summary_retention_and_compression():
 
 
 def test_write_results_and_schema(tmp_path):
-    results = report.build_results("x", "demo", {"name": "d", "source": "s", "n_train": 1, "n_val": 1, "n_test": 1},
+    results = results_io.build_results("x", "demo", {"name": "d", "source": "s", "n_train": 1, "n_val": 1, "n_test": 1},
                                    {"device": "cpu"}, _runs())
-    paths = report.write_results(results, tmp_path)
+    paths = results_io.write_results(results, tmp_path)
     loaded = json.loads(paths["json"].read_text())
-    assert report.validate_results(loaded) == []
-    assert paths["csv"].read_text().splitlines()[0] == ",".join(report.RUN_FIELDS)
+    assert results_io.validate_results(loaded) == []
+    assert paths["csv"].read_text().splitlines()[0] == ",".join(results_io.RUN_FIELDS)
     assert "kd" in paths["txt"].read_text()
     bad = dict(results, runs=[dict(_runs()[0], test_accuracy=99.0)])
-    assert any("not a fraction" in p for p in report.validate_results(bad))
+    assert any("not a fraction" in p for p in results_io.validate_results(bad))
     with pytest.raises(ValueError, match="schema"):
-        report.write_results(bad, tmp_path)
+        results_io.write_results(bad, tmp_path)
 
 
 def test_comparison_wording_follows_the_numbers():
     results = {"runs": _runs()}
-    c = report.compare_methods(results, "kd", "direct")
+    c = statistics.compare_methods(results, "kd", "direct")
     assert c["difference_mean"] == pytest.approx(0.045) and c["p_value"] < 0.05 and "significant at" in c["text"]
     # kd - direct per seed: +0.02, -0.02, +0.01: a mean of +0.33 points that a paired test cannot tell from 0
     mixed = [dict(r, test_accuracy=d["test_accuracy"] + delta)
              for r in _runs() if r["method"] == "kd"
              for d, delta in [(next(x for x in _runs() if x["method"] == "direct" and x["seed"] == r["seed"]),
                                {0: 0.02, 1: -0.02, 2: 0.01}[r["seed"]])]]
-    c = report.compare_methods({"runs": [r for r in _runs() if r["method"] == "direct"] + mixed}, "kd", "direct")
+    c = statistics.compare_methods({"runs": [r for r in _runs() if r["method"] == "direct"] + mixed}, "kd", "direct")
     assert c["p_value"] > 0.05 and "not significant" in c["text"]
-    single = report.compare_methods({"runs": [r for r in _runs() if r["seed"] == 0]}, "kd", "direct")
+    single = statistics.compare_methods({"runs": [r for r in _runs() if r["seed"] == 0]}, "kd", "direct")
     assert single["p_value"] is None and "no claim" in single["text"]
 
 
 def test_figures_are_written(tmp_path):
-    summary = report.summarize(_runs())
-    report.plot_accuracy(summary, tmp_path / "a.png")
-    report.plot_retention(summary, tmp_path / "r.png")
-    report.plot_confusion(np.eye(3, dtype=int) * 5, ["a", "b", "c"], "cm", tmp_path / "c.png")
-    report.plot_histories({"x": [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}]}, tmp_path / "h.png")
+    summary = results_io.summarize(_runs())
+    plots.plot_accuracy(summary, tmp_path / "a.png")
+    plots.plot_retention(summary, tmp_path / "r.png")
+    plots.plot_confusion(np.eye(3, dtype=int) * 5, ["a", "b", "c"], "cm", tmp_path / "c.png")
+    plots.plot_histories({"x": [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7}]}, tmp_path / "h.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("a.png", "r.png", "c.png", "h.png"))
 
 
@@ -87,10 +88,10 @@ def test_mcnemar_hand_worked():
     labels = np.zeros(10, dtype=int)
     a = np.array([0] * 8 + [1] * 2)
     b = np.array([0, 0] + [1] * 6 + [0, 0])
-    got = report.mcnemar(a, b, labels)
+    got = statistics.mcnemar(a, b, labels)
     assert (got["only_a_correct"], got["only_b_correct"]) == (6, 2)
     assert got["p_value"] == pytest.approx(74 / 256)
-    assert report.mcnemar(a, a, labels)["p_value"] == 1.0
+    assert statistics.mcnemar(a, a, labels)["p_value"] == 1.0
 
 
 def test_mcnemar_by_seed_reads_saved_predictions(tmp_path):
@@ -98,7 +99,7 @@ def test_mcnemar_by_seed_reads_saved_predictions(tmp_path):
     for method, seed, preds in (("hpmkd", 0, [0] * 10), ("kd", 0, [1] * 10), ("hpmkd", 1, [0] * 10), ("kd", 1, [0] * 10)):
         (tmp_path / "runs" / f"{method}-seed{seed}").mkdir(parents=True)
         np.save(tmp_path / "runs" / f"{method}-seed{seed}" / "test_predictions.npy", np.array(preds))
-    got = report.mcnemar_by_seed(tmp_path, "hpmkd", "kd", [0, 1], labels)
+    got = statistics.mcnemar_by_seed(tmp_path, "hpmkd", "kd", [0, 1], labels)
     assert got["significant_seeds"] == 1  # seed 0: 10 vs 0 discordant, p = 2 / 1024
     assert got["per_seed"][0]["p_value"] == pytest.approx(2 / 1024) and got["per_seed"][1]["p_value"] == 1.0
     assert "1 of 2 seed(s)" in got["text"]
@@ -110,17 +111,17 @@ def test_p_values_against_kd_and_the_ablation_table():
         ("hpmkd", 0, 0.93), ("hpmkd", 1, 0.94), ("hpmkd", 2, 0.95),
         ("hpmkd-no-cache", 0, 0.93))]
     results = {"runs": runs, "summary": [{"method": m} for m in ("kd", "hpmkd", "hpmkd-no-cache")]}
-    report.add_p_values(results, "kd")
+    statistics.add_p_values(results, "kd")
     from scipy.stats import ttest_rel
 
     expected = ttest_rel([0.93, 0.94, 0.95], [0.90, 0.92, 0.91]).pvalue
     assert results["summary"][1]["p_value_vs_kd"] == pytest.approx(expected)
     assert results["summary"][2]["p_value_vs_kd"] is None  # one seed: no paired test
-    comparison = report.compare_methods(results, "hpmkd", "kd")
+    comparison = statistics.compare_methods(results, "hpmkd", "kd")
     assert comparison["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: 2 * (1/2)^3
     costs = [{"method": "hpmkd", "seeds": [0, 1, 2], "wall_seconds": 3.0},
              {"method": "hpmkd-no-cache", "seeds": [0], "wall_seconds": 2.0}]
-    table = report.ablation_frame(results, costs)
+    table = hpmkd_reporting.ablation_frame(results, costs)
     assert list(table["method"]) == ["hpmkd", "hpmkd-no-cache", "kd"]
     assert list(table["seeds"]) == [1, 1, 1]  # everything on the ablation's seed
     assert table.iloc[1]["vs hpmkd (points)"] == "+0.00" and table.iloc[2]["vs hpmkd (points)"] == "-3.00"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import run_kdlib
-from kdlib import report
+from kdlib import results_io
 from kdlib.experiments import imagenet100_ast
 
 
@@ -31,7 +31,7 @@ def test_demo_notebook_end_to_end(tmp_path):
     proc = run_kdlib("run", "imagenet100-ast", "--preset", "demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert report.validate_results(results) == []
+    assert results_io.validate_results(results) == []
     assert "not ImageNet" in results["dataset"]["name"] and results["dataset"]["layout"] == "image-folder"
     assert results["dataset"]["subset"] == "unknown" and results["dataset"]["skipped_unreadable"] == 0
     assert [s["method"] for s in results["summary"]] == ["full", "ast"]

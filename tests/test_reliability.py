@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import HOJJATK_NAMES, idx_bytes, tiny_splits, write_idx_dataset
-from kdlib import fileio, report, runs
+from kdlib import fileio, results_io, runs
 from kdlib.__main__ import main
 from kdlib.data.device_loader import DeviceLoader
 from kdlib.data.mnist import find_mnist_files, load_mnist
@@ -143,7 +143,7 @@ def test_a_full_disk_names_the_path_and_leaves_the_last_good_file(tmp_path, monk
 
 def test_results_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     results = json.loads(json.dumps(_results(tmp_path)))
-    report.write_results(results, tmp_path)
+    results_io.write_results(results, tmp_path)
     before = {name: (tmp_path / name).read_text() for name in ("results.csv", "results.txt")}
     results["runs"][0]["test_accuracy"] = 0.123
     real_replace = os.replace
@@ -155,7 +155,7 @@ def test_results_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail_on_csv)
     with pytest.raises(fileio.WriteError, match="results.csv: the disk is full"):
-        report.write_results(results, tmp_path)
+        results_io.write_results(results, tmp_path)
     assert (tmp_path / "results.csv").read_text() == before["results.csv"]
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 

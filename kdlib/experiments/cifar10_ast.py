@@ -20,7 +20,7 @@ from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
 from ..fileio import atomic_write_bytes
-from ..report import build_results
+from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
 from ..train import TrainConfig

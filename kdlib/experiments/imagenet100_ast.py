@@ -28,7 +28,7 @@ from ..data.discovery import DataSource, embedded_source
 from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoader
 from ..evaluate import predict_logits
 from ..models import count_parameters, create_model
-from ..report import build_results
+from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
 from ..train import FitResult, TrainConfig, atomic_write_json, fit

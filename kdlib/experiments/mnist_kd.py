@@ -20,7 +20,7 @@ from ..data.mnist import DIGITS_NAME, load_digits_28, load_mnist, mnist_source
 from ..data.splits import ImageSplits
 from ..distill.hpmkd import COMPONENTS, HPMKDSettings
 from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precompute_teacher_logits
-from ..report import build_results
+from ..results_io import build_results
 from ..train import TrainConfig
 from . import hpmkd as hpmkd_steps
 from .common import check_seeds, prepare_out_dir, train_and_test

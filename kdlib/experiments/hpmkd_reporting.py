@@ -1,0 +1,76 @@
+"""HPM-KD's own tables and figures: the ablation table and the traces of the meta-temperature and the
+multi-teacher weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..evaluate import mean_std
+from ..plots import pyplot, save_figure
+from ..runs import load_predictions
+from ..statistics import compare_methods
+
+
+def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", baseline: str = "kd",
+                   out_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per HPM-KD variant and the baseline, each on the seeds the variant ran: test accuracy
+    (mean ± sample std), the difference to ``reference`` on those same seeds, the paired t-test p-value
+    against ``baseline``, the wall-clock of training the variant's group of seeds and, given ``out_dir``,
+    whether its test predictions equal the reference's on every seed (a removed component that had
+    nothing to act on, or one that changes only cost)."""
+    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+    wall = {c["method"]: c["wall_seconds"] for c in costs}
+    rows = []
+    for method in [reference, *[c["method"] for c in costs if c["method"] != reference], baseline]:
+        seeds = sorted(s for m, s in acc if m == method)
+        if method in (reference, baseline):  # shown on the ablation's seeds
+            ablation_seeds = sorted({s for c in costs if c["method"] != reference for s in c["seeds"]}) or seeds
+            seeds = [s for s in seeds if s in ablation_seeds]
+        values = [acc[(method, s)] for s in seeds]
+        mean, std = mean_std(values)
+        delta = [acc[(method, s)] - acc[(reference, s)] for s in seeds if (reference, s) in acc]
+        p = None
+        if method != baseline:
+            try:
+                p = compare_methods({"runs": [r for r in results["runs"] if r["seed"] in seeds]}, method, baseline)["p_value"]
+            except ValueError:
+                p = None
+        rows.append({
+            "method": method,
+            "seeds": len(seeds),
+            "test acc (%)": f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else ""),
+            f"vs {reference} (points)": f"{100 * float(np.mean(delta)):+.2f}" if delta and method != reference else "",
+            f"p vs {baseline}": f"{p:.3g}" if p is not None else "n/a",
+            "group wall-clock (s)": f"{wall[method]:.1f}" if method in wall else "",
+        })
+        if out_dir is not None:
+            rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(
+                np.array_equal(load_predictions(out_dir, method, s), load_predictions(out_dir, reference, s))
+                for s in seeds)
+    return pd.DataFrame(rows)
+
+
+def plot_hpmkd_traces(runs: list[dict], path=None):
+    """The temperature each epoch used (meta-temperature) and the mean weight of each teacher
+    (multi-teacher), per run."""
+    plt = pyplot()
+    fig, (ax_t, ax_w) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for r in runs:
+        label = f"{r['method']} (seed {r['seed']})"
+        epochs = [h["epoch"] for h in r["history"]]
+        ax_t.plot(epochs, [h.get("temperature") for h in r["history"]], marker="o", label=label)
+        weights = [h.get("teacher_weights") for h in r["history"]]
+        if all(weights):
+            for name in weights[0]:
+                ax_w.plot(epochs, [w[name] for w in weights], marker=".", label=f"{name}, {label}")
+    ax_t.set(xlabel="epoch", ylabel="temperature T", title="Meta-temperature: T used each epoch")
+    ax_w.set(xlabel="epoch", ylabel="mean weight", title="Multi-teacher: mean per-sample weight", ylim=(0, 1))
+    if not ax_w.lines:
+        ax_w.text(0.5, 0.5, "one teacher only: nothing to weigh", ha="center", va="center", transform=ax_w.transAxes)
+    for ax in (ax_t, ax_w):
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -1,0 +1,78 @@
+"""Statistics over runs: paired tests of one method against another over seeds, McNemar's test on paired test
+predictions, and p-values against a baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .runs import load_predictions
+
+
+def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.05) -> dict:
+    """Difference of test accuracy between two methods over the seeds both ran, with a paired t-test
+    (and a Wilcoxon signed-rank test) when there are at least two such seeds, and a sentence whose
+    wording follows the numbers. The t-test's p-value is the one the sentence judges by."""
+    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+    seeds = sorted({s for m, s in acc if m == method} & {s for m, s in acc if m == baseline})
+    if not seeds:
+        raise ValueError(f"no seed ran both {method!r} and {baseline!r}")
+    diffs = np.array([acc[(method, s)] - acc[(baseline, s)] for s in seeds])
+    p_value = wilcoxon_p = None
+    if len(seeds) >= 2 and np.any(diffs != diffs[0]):
+        from scipy.stats import ttest_rel, wilcoxon
+
+        p_value = float(ttest_rel([acc[(method, s)] for s in seeds], [acc[(baseline, s)] for s in seeds]).pvalue)
+        if np.any(diffs != 0):
+            wilcoxon_p = float(wilcoxon(diffs).pvalue)
+    mean = float(diffs.mean())
+    text = f"{method} - {baseline}: {100 * mean:+.2f} points of test accuracy (mean over {len(seeds)} seed(s))"
+    if p_value is None:
+        text += "; too few seeds (or identical differences) for a paired test, so no claim of a difference is made."
+    elif p_value < alpha:
+        text += f"; paired t-test p = {p_value:.3g} < {alpha}: the difference is significant at this level."
+    else:
+        text += f"; paired t-test p = {p_value:.3g} >= {alpha}: the difference is not significant."
+    if wilcoxon_p is not None:
+        text += f" (Wilcoxon signed-rank p = {wilcoxon_p:.3g}"
+        text += "; with 5 or fewer seeds it cannot go below 0.05.)" if len(seeds) <= 5 else ".)"
+    return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
+            "wilcoxon_p": wilcoxon_p, "text": text}
+
+
+def mcnemar(predictions_a, predictions_b, labels) -> dict:
+    """Exact McNemar test on paired test predictions: b = samples only A gets right, c = only B; under
+    the null each discordant sample is a fair coin, so p = two-sided binomial(min(b, c); b + c, 1/2)."""
+    from scipy.stats import binomtest
+
+    a_right = np.asarray(predictions_a) == np.asarray(labels)
+    b_right = np.asarray(predictions_b) == np.asarray(labels)
+    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+    p = float(binomtest(min(b, c), b + c, 0.5).pvalue) if b + c else 1.0
+    return {"only_a_correct": b, "only_b_correct": c, "p_value": p}
+
+
+def mcnemar_by_seed(out_dir: str | Path, method: str, baseline: str, seeds, labels, alpha: float = 0.05) -> dict:
+    """McNemar's test of ``method`` against ``baseline`` for each seed, from the test predictions each run
+    saved (``runs/<method>-seed<k>/test_predictions.npy``), and a sentence on how many were significant."""
+    rows = []
+    for seed in seeds:
+        a, b = load_predictions(out_dir, method, seed), load_predictions(out_dir, baseline, seed)
+        rows.append({"seed": seed, **mcnemar(a, b, labels)})
+    significant = sum(r["p_value"] < alpha for r in rows)
+    text = (f"McNemar {method} vs {baseline}: significant (p < {alpha}) in {significant} of {len(rows)} seed(s); "
+            + ", ".join(f"seed {r['seed']}: {r['only_a_correct']} vs {r['only_b_correct']} discordant, "
+                        f"p = {r['p_value']:.3g}" for r in rows) + ".")
+    return {"method": method, "baseline": baseline, "per_seed": rows, "significant_seeds": significant, "text": text}
+
+
+def add_p_values(results: dict, baseline: str) -> None:
+    """Each summary row gets its paired t-test p-value against ``baseline`` (None where not computable)."""
+    for row in results["summary"]:
+        if row["method"] == baseline:
+            continue
+        try:
+            row[f"p_value_vs_{baseline}"] = compare_methods(results, row["method"], baseline)["p_value"]
+        except ValueError:
+            row[f"p_value_vs_{baseline}"] = None
