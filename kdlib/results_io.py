@@ -17,6 +17,9 @@ from .fileio import atomic_write_json, atomic_write_text
 RUN_FIELDS = ("method", "model", "params", "seed", "test_accuracy", "val_accuracy", "train_seconds", "epochs")
 SUMMARY_FIELDS = ("method", "model", "params", "n_seeds", "test_accuracy_mean", "test_accuracy_std", "retention",
                   "compression")
+# What a run record carries for the notebook and the statistics but results.json leaves out (per-epoch history,
+# per-sample predictions, the confusion matrix): results.json stays a summary a person can read.
+RECORD_ONLY_FIELDS = ("history", "confusion_matrix", "test_predictions")
 
 
 def summarize(runs: list[dict], reference: str = "teacher") -> list[dict]:
@@ -49,6 +52,7 @@ def summarize(runs: list[dict], reference: str = "teacher") -> list[dict]:
 
 def build_results(experiment: str, preset: str, dataset: dict, hardware: dict, runs: list[dict],
                   config: dict | None = None, reference: str = "teacher", **extra) -> dict:
+    """results.json's content from the run records (less RECORD_ONLY_FIELDS) and their summary."""
     return {
         "experiment": experiment,
         "preset": preset,
@@ -57,7 +61,7 @@ def build_results(experiment: str, preset: str, dataset: dict, hardware: dict, r
         "dataset": dataset,
         "hardware": hardware,
         "config": config or {},
-        "runs": runs,
+        "runs": [{k: v for k, v in r.items() if k not in RECORD_ONLY_FIELDS} for r in runs],
         "summary": summarize(runs, reference),
         **extra,
     }

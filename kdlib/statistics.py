@@ -3,11 +3,7 @@ predictions, and p-values against a baseline."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-from .runs import load_predictions
 
 
 def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.05) -> dict:
@@ -53,13 +49,15 @@ def mcnemar(predictions_a, predictions_b, labels) -> dict:
     return {"only_a_correct": b, "only_b_correct": c, "p_value": p}
 
 
-def mcnemar_by_seed(out_dir: str | Path, method: str, baseline: str, seeds, labels, alpha: float = 0.05) -> dict:
-    """McNemar's test of ``method`` against ``baseline`` for each seed, from the test predictions each run
-    saved (``runs/<method>-seed<k>/test_predictions.npy``), and a sentence on how many were significant."""
-    rows = []
-    for seed in seeds:
-        a, b = load_predictions(out_dir, method, seed), load_predictions(out_dir, baseline, seed)
-        rows.append({"seed": seed, **mcnemar(a, b, labels)})
+def mcnemar_by_seed(runs: list[dict], method: str, baseline: str, labels, alpha: float = 0.05) -> dict:
+    """McNemar's test of ``method`` against ``baseline`` on each seed both ran, from the test predictions their
+    run records carry, and a sentence on how many were significant."""
+    predictions = {(r["method"], r["seed"]): r["test_predictions"] for r in runs if "test_predictions" in r}
+    seeds = sorted({s for m, s in predictions if m == method} & {s for m, s in predictions if m == baseline})
+    if not seeds:
+        raise ValueError(f"no seed has test predictions of both {method!r} and {baseline!r}")
+    rows = [{"seed": seed, **mcnemar(predictions[(method, seed)], predictions[(baseline, seed)], labels)}
+            for seed in seeds]
     significant = sum(r["p_value"] < alpha for r in rows)
     text = (f"McNemar {method} vs {baseline}: significant (p < {alpha}) in {significant} of {len(rows)} seed(s); "
             + ", ".join(f"seed {r['seed']}: {r['only_a_correct']} vs {r['only_b_correct']} discordant, "

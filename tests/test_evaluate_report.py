@@ -94,12 +94,14 @@ def test_mcnemar_hand_worked():
     assert statistics.mcnemar(a, a, labels)["p_value"] == 1.0
 
 
-def test_mcnemar_by_seed_reads_saved_predictions(tmp_path):
+def test_mcnemar_by_seed_pairs_the_predictions_the_records_carry():
     labels = np.zeros(10, dtype=int)
-    for method, seed, preds in (("hpmkd", 0, [0] * 10), ("kd", 0, [1] * 10), ("hpmkd", 1, [0] * 10), ("kd", 1, [0] * 10)):
-        (tmp_path / "runs" / f"{method}-seed{seed}").mkdir(parents=True)
-        np.save(tmp_path / "runs" / f"{method}-seed{seed}" / "test_predictions.npy", np.array(preds))
-    got = statistics.mcnemar_by_seed(tmp_path, "hpmkd", "kd", [0, 1], labels)
+    records = [{"method": method, "seed": seed, "test_predictions": preds} for method, seed, preds in (
+        ("hpmkd", 0, [0] * 10), ("kd", 0, [1] * 10), ("hpmkd", 1, [0] * 10), ("kd", 1, [0] * 10),
+        ("hpmkd", 2, [1] * 10),  # no kd run on seed 2: not paired
+        ("teacher", 0, [1] * 10))]
+    got = statistics.mcnemar_by_seed(records, "hpmkd", "kd", labels)
+    assert [r["seed"] for r in got["per_seed"]] == [0, 1]
     assert got["significant_seeds"] == 1  # seed 0: 10 vs 0 discordant, p = 2 / 1024
     assert got["per_seed"][0]["p_value"] == pytest.approx(2 / 1024) and got["per_seed"][1]["p_value"] == 1.0
     assert "1 of 2 seed(s)" in got["text"]
@@ -121,10 +123,15 @@ def test_p_values_against_kd_and_the_ablation_table():
     assert comparison["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: 2 * (1/2)^3
     costs = [{"method": "hpmkd", "seeds": [0, 1, 2], "wall_seconds": 3.0},
              {"method": "hpmkd-no-cache", "seeds": [0], "wall_seconds": 2.0}]
-    table = hpmkd_reporting.ablation_frame(results, costs)
+    table = hpmkd_reporting.ablation_frame(runs, costs)
     assert list(table["method"]) == ["hpmkd", "hpmkd-no-cache", "kd"]
     assert list(table["seeds"]) == [1, 1, 1]  # everything on the ablation's seed
     assert table.iloc[1]["vs hpmkd (points)"] == "+0.00" and table.iloc[2]["vs hpmkd (points)"] == "-3.00"
+    assert "same predictions as hpmkd" not in table  # the records carry no predictions
+    predicted = {("hpmkd", 0): [0, 1, 2], ("hpmkd-no-cache", 0): [0, 1, 2], ("kd", 0): [0, 1, 1]}
+    with_predictions = [dict(r, test_predictions=predicted.get((r["method"], r["seed"]), [9, 9, 9])) for r in runs]
+    same = hpmkd_reporting.ablation_frame(with_predictions, costs)["same predictions as hpmkd"]
+    assert list(same) == ["", True, False]
 
 
 def test_per_epoch_speedup_compares_energy_per_epoch_too():

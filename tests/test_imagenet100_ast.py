@@ -60,6 +60,7 @@ def test_a_run_is_data_parallel_over_two_ranks_from_the_same_store(tmp_path):
     assert len(pickle.dumps(data.train)) < 1000  # the store travels as its folder
     record = imagenet100_ast.train_method("ast", cfg, data, tmp_path, torch.device("cpu"), 0)
     assert record["world_size"] == 2 and record["epochs"] == 2
+    assert len(record["test_predictions"]) == len(data.test_rows)  # rank 0's, for the paired tests
     assert (tmp_path / "runs" / "ast-seed0" / "last.pt").exists()
     history = record["history"]
     assert history[0]["activation_rate"] == 1.0 and history[1]["activation_rate"] < 1.0  # warm-up, then AST

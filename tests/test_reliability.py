@@ -175,13 +175,31 @@ def test_an_empty_idx_file_is_named(tmp_path):
         load_mnist(tmp_path, download=False)
 
 
+def test_the_record_carries_its_test_predictions_and_an_older_folder_s_are_read_into_it(tmp_path):
+    data = tiny_splits()
+    record = _train(tmp_path, data)
+    predictions = np.array(record["test_predictions"])
+    assert len(predictions) == len(data.test_y)
+    assert np.mean(predictions == data.test_y.numpy()) == pytest.approx(record["test_accuracy"])
+    # a run folder written before records carried predictions: record.json without them, test_predictions.npy beside
+    path = runs.record_path(tmp_path, "direct", 0)
+    legacy = {k: v for k, v in json.loads(path.read_text()).items() if k != "test_predictions"}
+    path.write_text(json.dumps(legacy))
+    np.save(path.parent / "test_predictions.npy", predictions)
+    assert runs.read_record(path, None)["test_predictions"] == predictions.tolist()
+    assert _train(tmp_path, data)["test_predictions"] == predictions.tolist()  # the rerun returns them too
+
+
 def test_a_truncated_record_or_predictions_file_names_the_file_and_the_remedy(tmp_path):
     data = tiny_splits()
     _train(tmp_path, data)
     folder = runs.run_dir(tmp_path, "direct", 0)
+    record = json.loads((folder / "record.json").read_text())
+    np.save(folder / "test_predictions.npy", np.array(record.pop("test_predictions")))  # an older kdlib's folder
+    (folder / "record.json").write_text(json.dumps(record))
     (folder / "test_predictions.npy").write_bytes((folder / "test_predictions.npy").read_bytes()[:20])
     with pytest.raises(runs.DamagedRunError, match=r"test_predictions\.npy cannot be read.*Delete the folder"):
-        runs.load_predictions(tmp_path, "direct", 0)
+        _train(tmp_path, data)
     (folder / "record.json").write_text((folder / "record.json").read_text()[:100])
     with pytest.raises(runs.DamagedRunError, match=r"record\.json cannot be read.*Delete the folder"):
         _train(tmp_path, data)

@@ -7,11 +7,9 @@ wall-clock ratio on the same hardware: ``speedup_vs_full = full's train seconds 
 from __future__ import annotations
 
 import dataclasses
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import runs, runtime
@@ -19,7 +17,6 @@ from ..data.cifar import cifar10_source, load_cifar10
 from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
-from ..fileio import atomic_write_bytes
 from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
@@ -119,16 +116,13 @@ def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: P
     model, record = train_and_test(method, cfg.model, data, config, out_dir, device, objective=objective, **cfg.model_kwargs)
     stream_path = runs.run_dir(out_dir, method, seed) / "significance_stream.npy"
     if objective is not None and objective.recorded_scores:  # restored from the checkpoint on a rerun
-        buffer = io.BytesIO()
-        np.save(buffer, torch.stack(objective.recorded_scores).numpy())
-        atomic_write_bytes(buffer.getvalue(), stream_path)
+        runs.save_array(torch.stack(objective.recorded_scores).numpy(), stream_path)
     record["significance_stream"] = str(stream_path) if stream_path.exists() else None
     return model, record
 
 
 def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device) -> dict:
-    slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
-    res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
+    res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
                         reference="full")
     add_cost_ratios(res, runs)
     return res

@@ -12,7 +12,7 @@ from ..data.device_loader import DeviceLoader
 from ..data.splits import ImageSplits
 from ..evaluate import confusion_matrix, loss_and_accuracy, per_class_accuracy, predict_logits
 from ..models import count_parameters, create_model
-from ..train import FitResult, Objective, TrainConfig, atomic_write_json, fit
+from ..train import FitResult, Objective, TrainConfig, fit
 
 
 def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
@@ -36,7 +36,8 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
                    device: torch.device, objective: Objective | None = None, model: nn.Module | None = None,
                    evaluate_test: bool = True, **model_kwargs) -> tuple[nn.Module, dict]:
     """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
-    the test split once. Checkpoints and the record live in ``out_dir/runs/<method>-seed<seed>/``:
+    the test split once. Checkpoints and the record (test predictions included) live in the run's folder
+    (``kdlib.runs``):
     calling again resumes an interrupted run, or returns a finished one without touching test data, in
     both cases only if the data and every setting are the ones it was made with (else ``RunMismatchError``).
     ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split."""
@@ -44,7 +45,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
     objective = objective or Objective(config.label_smoothing)
     identity = runs.identity(method, model_name, model_kwargs, config.to_dict(), objective.settings(),
                              data.fingerprint(), evaluate_test=evaluate_test)
-    record_path = run_dir / "record.json"
+    record_path = runs.record_path(out_dir, method, config.seed)
     finished = runs.read_record(record_path, identity) if record_path.exists() else None
     # Seed before building the model, so its initial weights depend on the seed alone.
     runtime.seed_everything(config.seed, config.deterministic)
@@ -59,13 +60,12 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
                   "val_accuracy": result.best_val_accuracy, "val_loss": result.history[result.best_epoch]["val_loss"],
                   "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds, "epochs": config.epochs,
                   "history": result.history, "identity": identity}
-        atomic_write_json(record, record_path)
+        runs.write_record(out_dir, record)
         return model, record
     precision = runtime.select_precision(device, config.amp)
     logits, labels = predict_logits(model, make_test_loader(data, device, config), precision)
     _, test_acc = loss_and_accuracy(logits, labels)
     predictions = logits.argmax(1).numpy()
-    runs.save_predictions(run_dir, predictions)
     cm = confusion_matrix(predictions, labels.numpy(), data.num_classes)
     record = {
         "method": method,
@@ -82,10 +82,11 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "epochs": config.epochs,
         "per_class_accuracy": per_class_accuracy(cm).tolist(),
         "confusion_matrix": cm.tolist(),
+        "test_predictions": predictions.tolist(),
         "history": result.history,
         "identity": identity,
     }
-    atomic_write_json(record, record_path)
+    runs.write_record(out_dir, record)
     return model, record
 
 

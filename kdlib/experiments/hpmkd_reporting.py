@@ -3,25 +3,23 @@ multi-teacher weights."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from ..evaluate import mean_std
 from ..plots import pyplot, save_figure
-from ..runs import load_predictions
 from ..statistics import compare_methods
 
 
-def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", baseline: str = "kd",
-                   out_dir: str | Path | None = None) -> pd.DataFrame:
+def ablation_frame(runs: list[dict], costs: list[dict], reference: str = "hpmkd", baseline: str = "kd") -> pd.DataFrame:
     """One row per HPM-KD variant and the baseline, each on the seeds the variant ran: test accuracy
     (mean ± sample std), the difference to ``reference`` on those same seeds, the paired t-test p-value
-    against ``baseline``, the wall-clock of training the variant's group of seeds and, given ``out_dir``,
-    whether its test predictions equal the reference's on every seed (a removed component that had
-    nothing to act on, or one that changes only cost)."""
-    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+    against ``baseline``, the wall-clock of training the variant's group of seeds and, when every run record
+    carries its test predictions, whether the variant's equal the reference's on every seed (a removed
+    component that had nothing to act on, or one that changes only cost)."""
+    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in runs}
+    predictions = {(r["method"], r["seed"]): r["test_predictions"] for r in runs if "test_predictions" in r}
+    same_column = set(predictions) == set(acc)
     wall = {c["method"]: c["wall_seconds"] for c in costs}
     rows = []
     for method in [reference, *[c["method"] for c in costs if c["method"] != reference], baseline]:
@@ -35,7 +33,7 @@ def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", b
         p = None
         if method != baseline:
             try:
-                p = compare_methods({"runs": [r for r in results["runs"] if r["seed"] in seeds]}, method, baseline)["p_value"]
+                p = compare_methods({"runs": [r for r in runs if r["seed"] in seeds]}, method, baseline)["p_value"]
             except ValueError:
                 p = None
         rows.append({
@@ -46,10 +44,9 @@ def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", b
             f"p vs {baseline}": f"{p:.3g}" if p is not None else "n/a",
             "group wall-clock (s)": f"{wall[method]:.1f}" if method in wall else "",
         })
-        if out_dir is not None:
+        if same_column:
             rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(
-                np.array_equal(load_predictions(out_dir, method, s), load_predictions(out_dir, reference, s))
-                for s in seeds)
+                np.array_equal(predictions[(method, s)], predictions[(reference, s)]) for s in seeds)
     return pd.DataFrame(rows)
 
 

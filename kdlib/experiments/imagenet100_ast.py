@@ -31,7 +31,7 @@ from ..models import count_parameters, create_model
 from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
-from ..train import FitResult, TrainConfig, atomic_write_json, fit
+from ..train import FitResult, TrainConfig, fit
 from .common import make_ast_config, prepare_out_dir
 
 EXPERIMENT = "imagenet100-ast"
@@ -279,8 +279,8 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
 def _evaluate(model, result: FitResult, test_loader, device, config: TrainConfig, origin: str, world_size: int) -> dict:
     logits, labels = predict_logits(model, test_loader, runtime.select_precision(device, config.amp))
     return {"result": dataclasses.asdict(result), "test_top1": _top_k(logits, labels, 1),
-            "test_top5": _top_k(logits, labels, 5), "params": count_parameters(model), "weights": origin,
-            "world_size": world_size}
+            "test_top5": _top_k(logits, labels, 5), "test_predictions": logits.argmax(1).tolist(),
+            "params": count_parameters(model), "weights": origin, "world_size": world_size}
 
 
 def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: Path, device: torch.device,
@@ -297,7 +297,7 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
                                                                      "label_smoothing": config.label_smoothing},
                              data.fingerprint(), store_size=cfg.store_size, crop_size=cfg.crop_size,
                              rrc_scale=list(cfg.rrc_scale), val_crop_fraction=cfg.val_crop_fraction)
-    record_path = run_dir / "record.json"
+    record_path = runs.record_path(out_dir, method, seed)
     if record_path.exists():
         return runs.read_record(record_path, identity)
     world_size = cfg.world_size or (torch.cuda.device_count() if device.type == "cuda" else 1)
@@ -320,9 +320,10 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
         "train_seconds": result.train_seconds, "epochs": len(result.history),
         "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
-        "energy_joules": result.energy_joules, "history": result.history, "identity": identity,
+        "energy_joules": result.energy_joules, "test_predictions": out["test_predictions"], "history": result.history,
+        "identity": identity,
     }
-    atomic_write_json(record, record_path)
+    runs.write_record(out_dir, record)
     return record
 
 
@@ -341,8 +342,7 @@ def per_epoch_frame(runs: list[dict]):
 
 
 def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: torch.device) -> dict:
-    slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
-    res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), slim, cfg.to_dict(),
+    res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), runs, cfg.to_dict(),
                         reference="full")
     add_cost_ratios(res, runs, per_epoch=cfg.baseline_epochs is not None)
     for row in res["summary"]:

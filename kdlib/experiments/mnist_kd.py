@@ -184,8 +184,7 @@ def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: to
 
 
 def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device, **extra) -> dict:
-    slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
-    return build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
+    return build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
                          **extra)
 
 
