@@ -26,12 +26,13 @@ class DamagedRunError(RuntimeError):
     """A file of a run folder cannot be read; the message names it and the remedy."""
 
 
+RUNS_DIR = "runs"  # OUT/runs/ holds one folder per run
 RECORD_FILE = "record.json"
 LEGACY_PREDICTIONS_FILE = "test_predictions.npy"  # where kdlib before records carried their predictions kept them
 
 
 def run_dir(out_dir: str | Path, method: str, seed: int) -> Path:
-    return Path(out_dir) / "runs" / f"{method}-seed{seed}"
+    return Path(out_dir) / RUNS_DIR / f"{method}-seed{seed}"
 
 
 def record_path(out_dir: str | Path, method: str, seed: int) -> Path:
