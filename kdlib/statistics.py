@@ -32,9 +32,18 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
         text += f"; paired t-test p = {p_value:.3g} >= {alpha}: the difference is not significant."
     if wilcoxon_p is not None:
         text += f" (Wilcoxon signed-rank p = {wilcoxon_p:.3g}"
-        text += "; with 5 or fewer seeds it cannot go below 0.05.)" if len(seeds) <= 5 else ".)"
+        floor = wilcoxon_floor(int(np.count_nonzero(diffs)))
+        text += (f"; with {np.count_nonzero(diffs)} non-zero difference(s) it cannot go below {floor:.3g}.)"
+                 if floor >= alpha else ".)")
     return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
             "wilcoxon_p": wilcoxon_p, "text": text}
+
+
+def wilcoxon_floor(nonzero_differences: int) -> float:
+    """The smallest p-value the exact two-sided Wilcoxon signed-rank test can give: every one of the n non-zero
+    differences on the same side, 2 * (1/2)^n. Zero differences are dropped before ranking, so they do not count:
+    5 or fewer non-zero differences can never reach p < 0.05, whatever the number of seeds."""
+    return min(1.0, 2.0 * 0.5 ** nonzero_differences)
 
 
 def mcnemar(predictions_a, predictions_b, labels) -> dict:

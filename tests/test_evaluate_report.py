@@ -155,3 +155,19 @@ def test_per_epoch_speedup_compares_energy_per_epoch_too():
     assert ast["energy_basis"] == "joules per epoch"
     add_cost_ratios(results, runs)  # same epochs on both sides: totals, as before
     assert results["summary"][1]["energy_ratio_vs_full"] == pytest.approx(1.0)
+
+
+def test_the_wilcoxon_caveat_counts_non_zero_differences_not_seeds():
+    def compare(differences):
+        runs = [{"method": m, "seed": s, "test_accuracy": 0.5 + (d if m == "new" else 0.0)}
+                for s, d in enumerate(differences) for m in ("new", "old")]
+        return statistics.compare_methods({"runs": runs}, "new", "old")
+
+    # 6 seeds, one of them tied: the test ranks 5 differences, all positive, so p = 2 * (1/2)^5 = 0.0625
+    tied = compare([0.01, 0.02, 0.03, 0.04, 0.05, 0.0])
+    assert tied["wilcoxon_p"] == pytest.approx(0.0625)
+    assert "with 5 non-zero difference(s) it cannot go below 0.0625" in tied["text"]
+    # 6 non-zero differences can reach 2 * (1/2)^6 = 0.03125 < 0.05: no caveat
+    six = compare([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    assert six["wilcoxon_p"] == pytest.approx(0.03125) and "cannot go below" not in six["text"]
+    assert [statistics.wilcoxon_floor(n) for n in (0, 1, 4, 5, 6)] == [1.0, 1.0, 0.125, 0.0625, 0.03125]
