@@ -1,15 +1,31 @@
 """Statistics over runs: paired tests of one method against another over seeds, McNemar's test on paired test
-predictions, and p-values against a baseline."""
+predictions, and p-values against a baseline, Holm-corrected across the methods compared with it."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.05) -> dict:
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values, in their order: the i-th smallest of m is multiplied
+    by m - i + 1, then made no smaller than the one before it (and at most 1). None (no test) stays None and is
+    not counted in m. Rejecting where the adjusted p < alpha keeps the chance of any false claim in the family
+    at most alpha."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.05,
+                    holm_family: tuple[float, int] | None = None) -> dict:
     """Difference of test accuracy between two methods over the seeds both ran, with a paired t-test
     (and a Wilcoxon signed-rank test) when there are at least two such seeds, and a sentence whose
-    wording follows the numbers. The t-test's p-value is the one the sentence judges by."""
+    wording follows the numbers. The t-test's p-value is the one the sentence judges by; given
+    ``holm_family`` (this comparison's Holm-adjusted p, the number of tests in its family), the adjusted one."""
     acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
     seeds = sorted({s for m, s in acc if m == method} & {s for m, s in acc if m == baseline})
     if not seeds:
@@ -23,20 +39,45 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
         if np.any(diffs != 0):
             wilcoxon_p = float(wilcoxon(diffs).pvalue)
     mean = float(diffs.mean())
+    holm_p, family = holm_family if p_value is not None and holm_family else (p_value, 1)
     text = f"{method} - {baseline}: {100 * mean:+.2f} points of test accuracy (mean over {len(seeds)} seed(s))"
     if p_value is None:
         text += "; too few seeds (or identical differences) for a paired test, so no claim of a difference is made."
-    elif p_value < alpha:
-        text += f"; paired t-test p = {p_value:.3g} < {alpha}: the difference is significant at this level."
     else:
-        text += f"; paired t-test p = {p_value:.3g} >= {alpha}: the difference is not significant."
+        text += f"; paired t-test p = {p_value:.3g}"
+        if family > 1:
+            text += f", Holm-adjusted over the {family} comparisons with {baseline} p = {holm_p:.3g}"
+        text += (f" < {alpha}: the difference is significant at this level." if holm_p < alpha
+                 else f" >= {alpha}: the difference is not significant.")
     if wilcoxon_p is not None:
         text += f" (Wilcoxon signed-rank p = {wilcoxon_p:.3g}"
         floor = wilcoxon_floor(int(np.count_nonzero(diffs)))
         text += (f"; with {np.count_nonzero(diffs)} non-zero difference(s) it cannot go below {floor:.3g}.)"
                  if floor >= alpha else ".)")
     return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
+            "p_value_holm": holm_p, "holm_family_size": family if p_value is not None else 0,
             "wilcoxon_p": wilcoxon_p, "text": text}
+
+
+def compare_with_baseline(results: dict, baseline: str, methods: list[str] | None = None,
+                          alpha: float = 0.05) -> list[dict]:
+    """``compare_methods`` of each method (default: every method of the summary but ``baseline``) against
+    ``baseline``, with Holm's correction across the comparisons that have a p-value: each carries its raw
+    (``p_value``) and adjusted (``p_value_holm``) p, and its sentence judges by the adjusted one. A method that
+    shares no seed with the baseline is left out."""
+    methods = [s["method"] for s in results["summary"]] if methods is None else list(methods)
+    single = []
+    for method in methods:
+        if method == baseline:
+            continue
+        try:
+            single.append(compare_methods(results, method, baseline, alpha))
+        except ValueError:
+            continue
+    adjusted = holm([c["p_value"] for c in single])
+    family = sum(p is not None for p in adjusted)
+    return [compare_methods(results, c["method"], baseline, alpha, (p, family) if p is not None else None)
+            for c, p in zip(single, adjusted)]
 
 
 def wilcoxon_floor(nonzero_differences: int) -> float:
@@ -74,12 +115,14 @@ def mcnemar_by_seed(runs: list[dict], method: str, baseline: str, labels, alpha:
     return {"method": method, "baseline": baseline, "per_seed": rows, "significant_seeds": significant, "text": text}
 
 
-def add_p_values(results: dict, baseline: str) -> None:
-    """Each summary row gets its paired t-test p-value against ``baseline`` (None where not computable)."""
+def add_p_values(results: dict, baseline: str) -> list[dict]:
+    """Each summary row gets its paired t-test p-value against ``baseline``, raw (``p_value_vs_<baseline>``) and
+    Holm-adjusted across the rows compared with it (``p_value_vs_<baseline>_holm``); None where not computable.
+    Returns the comparisons (``compare_with_baseline``)."""
+    comparisons = {c["method"]: c for c in compare_with_baseline(results, baseline)}
     for row in results["summary"]:
-        if row["method"] == baseline:
-            continue
-        try:
-            row[f"p_value_vs_{baseline}"] = compare_methods(results, row["method"], baseline)["p_value"]
-        except ValueError:
-            row[f"p_value_vs_{baseline}"] = None
+        if row["method"] != baseline:
+            c = comparisons.get(row["method"], {})
+            row[f"p_value_vs_{baseline}"] = c.get("p_value")
+            row[f"p_value_vs_{baseline}_holm"] = c.get("p_value_holm")
+    return list(comparisons.values())

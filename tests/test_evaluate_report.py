@@ -132,6 +132,14 @@ def test_p_values_against_kd_and_the_ablation_table():
     with_predictions = [dict(r, test_predictions=predicted.get((r["method"], r["seed"]), [9, 9, 9])) for r in runs]
     same = hpmkd_reporting.ablation_frame(with_predictions, costs)["same predictions as hpmkd"]
     assert list(same) == ["", True, False]
+    # the ablation on all three seeds: two tests against kd in the table, so Holm doubles the smaller p
+    full_ablation = runs + [{"method": "hpmkd-no-cache", "seed": s, "test_accuracy": a} for s, a in ((1, 0.95), (2, 0.97))]
+    costs[1]["seeds"] = [0, 1, 2]
+    table = hpmkd_reporting.ablation_frame(full_ablation, costs)
+    p_hpmkd, p_no_cache = expected, ttest_rel([0.93, 0.95, 0.97], [0.90, 0.92, 0.91]).pvalue
+    assert p_hpmkd < p_no_cache < 2 * p_hpmkd
+    assert list(table["p vs kd"]) == [f"{p_hpmkd:.3g}", f"{p_no_cache:.3g}", "n/a"]
+    assert list(table["Holm p vs kd"]) == [f"{2 * p_hpmkd:.3g}"] * 2 + ["n/a"]
 
 
 def test_per_epoch_speedup_compares_energy_per_epoch_too():
@@ -171,3 +179,40 @@ def test_the_wilcoxon_caveat_counts_non_zero_differences_not_seeds():
     six = compare([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
     assert six["wilcoxon_p"] == pytest.approx(0.03125) and "cannot go below" not in six["text"]
     assert [statistics.wilcoxon_floor(n) for n in (0, 1, 4, 5, 6)] == [1.0, 1.0, 0.125, 0.0625, 0.03125]
+
+
+def test_holm_adjustment_hand_worked():
+    # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04; step-down keeps them non-decreasing: 0.04 -> 0.06
+    assert statistics.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert statistics.holm([0.5, None, 0.01]) == [pytest.approx(0.5), None, pytest.approx(0.02)]  # None: no test
+    assert statistics.holm([0.6, 0.4]) == pytest.approx([0.8, 0.8])  # 0.4 x 2 = 0.8; 0.6 x 1 lifted to 0.8
+    assert statistics.holm([0.3, 0.2, 0.1]) == pytest.approx([0.4, 0.4, 0.3])  # 0.1 x 3, 0.2 x 2, 0.3 lifted to 0.4
+    assert statistics.holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
+
+
+def test_comparisons_with_a_baseline_report_raw_and_holm_adjusted_p():
+    """Three methods against kd on three seeds, each with a raw p below 0.05 (about 0.00013, 0.035 and 0.044):
+    Holm multiplies them by 3, 2 and 1 (0.00038, 0.070, 0.044 lifted to 0.070), so only "a" stays significant."""
+    from scipy.stats import ttest_rel
+
+    kd = [0.90, 0.92, 0.91]
+    gains = {"a": [0.050, 0.051, 0.052], "b": [0.020, 0.040, 0.030], "c": [0.020, 0.045, 0.035]}
+    runs = [{"method": "kd", "seed": s, "test_accuracy": a} for s, a in enumerate(kd)]
+    runs += [{"method": m, "seed": s, "test_accuracy": kd[s] + g[s]} for m, g in gains.items() for s in range(3)]
+    results = {"runs": runs, "summary": [{"method": m} for m in ("kd", "a", "b", "c")]}
+    raw = {m: ttest_rel([kd[s] + g[s] for s in range(3)], kd).pvalue for m, g in gains.items()}
+    comparisons = statistics.add_p_values(results, "kd")
+    by_method = {c["method"]: c for c in comparisons}
+    assert raw["a"] < raw["b"] < raw["c"] < 2 * raw["b"]
+    expected = {"a": 3 * raw["a"], "b": 2 * raw["b"], "c": 2 * raw["b"]}  # c's 1 x p is lifted to b's
+    for row in results["summary"][1:]:
+        m = row["method"]
+        assert row["p_value_vs_kd"] == pytest.approx(raw[m]) and by_method[m]["p_value"] == pytest.approx(raw[m])
+        assert row["p_value_vs_kd_holm"] == pytest.approx(expected[m]) == by_method[m]["p_value_holm"]
+        assert by_method[m]["holm_family_size"] == 3
+        assert f"Holm-adjusted over the 3 comparisons with kd p = {expected[m]:.3g}" in by_method[m]["text"]
+    assert all(raw[m] < 0.05 for m in raw)
+    assert [m for m in raw if expected[m] < 0.05] == ["a"]
+    assert "significant at this level" in by_method["a"]["text"]
+    assert all("not significant" in by_method[m]["text"] for m in ("b", "c"))
+    assert "p_value_vs_kd" not in results["summary"][0]  # the baseline itself

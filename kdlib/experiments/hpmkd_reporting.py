@@ -8,20 +8,21 @@ import pandas as pd
 
 from ..evaluate import mean_std
 from ..plots import pyplot, save_figure
-from ..statistics import compare_methods
+from ..statistics import compare_methods, holm
 
 
 def ablation_frame(runs: list[dict], costs: list[dict], reference: str = "hpmkd", baseline: str = "kd") -> pd.DataFrame:
     """One row per HPM-KD variant and the baseline, each on the seeds the variant ran: test accuracy
     (mean ± sample std), the difference to ``reference`` on those same seeds, the paired t-test p-value
-    against ``baseline``, the wall-clock of training the variant's group of seeds and, when every run record
-    carries its test predictions, whether the variant's equal the reference's on every seed (a removed
-    component that had nothing to act on, or one that changes only cost)."""
+    against ``baseline`` (raw, and Holm-adjusted across the table's rows), the wall-clock of training the
+    variant's group of seeds and, when every run record carries its test predictions, whether the variant's
+    equal the reference's on every seed (a removed component that had nothing to act on, or one that changes
+    only cost)."""
     acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in runs}
     predictions = {(r["method"], r["seed"]): r["test_predictions"] for r in runs if "test_predictions" in r}
     same_column = set(predictions) == set(acc)
     wall = {c["method"]: c["wall_seconds"] for c in costs}
-    rows = []
+    rows, p_values = [], []
     for method in [reference, *[c["method"] for c in costs if c["method"] != reference], baseline]:
         seeds = sorted(s for m, s in acc if m == method)
         if method in (reference, baseline):  # shown on the ablation's seeds
@@ -36,17 +37,21 @@ def ablation_frame(runs: list[dict], costs: list[dict], reference: str = "hpmkd"
                 p = compare_methods({"runs": [r for r in runs if r["seed"] in seeds]}, method, baseline)["p_value"]
             except ValueError:
                 p = None
+        p_values.append(p)
         rows.append({
             "method": method,
             "seeds": len(seeds),
             "test acc (%)": f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else ""),
             f"vs {reference} (points)": f"{100 * float(np.mean(delta)):+.2f}" if delta and method != reference else "",
             f"p vs {baseline}": f"{p:.3g}" if p is not None else "n/a",
+            f"Holm p vs {baseline}": "",
             "group wall-clock (s)": f"{wall[method]:.1f}" if method in wall else "",
         })
         if same_column:
             rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(
                 np.array_equal(predictions[(method, s)], predictions[(reference, s)]) for s in seeds)
+    for row, p in zip(rows, holm(p_values)):
+        row[f"Holm p vs {baseline}"] = f"{p:.3g}" if p is not None else "n/a"
     return pd.DataFrame(rows)
 
 
