@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from .paths import KERNELS_DIR, NOTEBOOK_DIR
+from .paths import KERNELS_DIR, MANIFESTS, NOTEBOOK_DIR, PACKAGE_DIR, manifest_path
 
 METADATA_FILE = "kernel-metadata.json"
 T4_SHAPE = "NvidiaTeslaT4"
@@ -184,9 +184,9 @@ OWNER_PLACEHOLDER = "kdlib-owner"
 
 
 # What the bundle carries besides the package's Python sources: the data files kdlib reads at run time
-# (pyproject.toml's package-data; kdlib/data/imagenet100.py reads the manifest). Nothing else under kdlib/ travels,
+# (pyproject.toml's package-data: the data manifests the loaders read). Nothing else under kdlib/ travels,
 # so a kaggle.json or a stray file left there never reaches a pushed notebook.
-BUNDLE_DATA_FILES = ("data/imagenet100_manifest.json",)
+BUNDLE_DATA_FILES = tuple(manifest_path(name).relative_to(PACKAGE_DIR).as_posix() for name in MANIFESTS)
 
 
 def bundle_files() -> list[Path]:
