@@ -125,7 +125,7 @@ def stream_after_kill(tmp: Path):
     folder = runs.run_dir(tmp, "ast", 0)
     (folder / "record.json").unlink()
     (folder / "significance_stream.npy").unlink()
-    record = exp.train_method("ast", cfg, data, tmp, CPU, 0)[1]
+    record = exp.train_method("ast", cfg, data, tmp, CPU, 0)
     if record["significance_stream"] is None:
         return 0, "no stream"  # silent: the notebook's last cell would fail
     return 1, f"stream kept: {len(np.load(record['significance_stream']))} batches"

@@ -48,7 +48,7 @@ def test_three_methods_on_tiny_data(tmp_path):
     cfg = exp.make_config("demo", epochs=3, target_rate=0.25, progress=False)
     cfg.train.batch_size = 32
     data = tiny_rgb()
-    records = {m: exp.train_method(m, cfg, data, tmp_path, torch.device("cpu"), seed=0)[1] for m in exp.METHODS}
+    records = {m: exp.train_method(m, cfg, data, tmp_path, torch.device("cpu"), seed=0) for m in exp.METHODS}
     full, ast, rnd = records["full"], records["ast"], records["ast-random"]
     assert full["samples_backpropagated"] == 3 * 128
     # warm-up epoch in full, then about a quarter of each batch

@@ -80,13 +80,13 @@ def test_the_significance_stream_survives_a_kill_after_the_last_checkpoint(tmp_p
     cfg.train.batch_size = 32
     data = tiny_splits(128, 32, 32, channels=3, size=16)
     cfg.model_kwargs = {"width": 0.25}
-    first = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)[1]
+    first = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
     stream = np.load(first["significance_stream"])
     assert len(stream) == 2 * (128 // 32)  # every selective batch of epochs 2 and 3
     folder = runs.run_dir(tmp_path, "ast", 0)
     (folder / "record.json").unlink()  # killed after the last checkpoint, before the record
     (folder / "significance_stream.npy").unlink()
-    again = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)[1]
+    again = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
     assert again["significance_stream"] is not None
     np.testing.assert_array_equal(np.load(again["significance_stream"]), stream)
 
