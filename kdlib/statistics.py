@@ -59,6 +59,14 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
             "wilcoxon_p": wilcoxon_p, "text": text}
 
 
+def compare_pairs(results: dict, pairs, alpha: float = 0.05) -> list[dict]:
+    """``compare_methods`` for each (method, baseline) of ``pairs``, in order, leaving out a pair that shares no
+    seed (a method that did not run)."""
+    runs = {(r["method"], r["seed"]) for r in results["runs"]}
+    return [compare_methods(results, method, baseline, alpha) for method, baseline in pairs
+            if any((method, s) in runs and (baseline, s) in runs for _, s in runs)]
+
+
 def compare_with_baseline(results: dict, baseline: str, methods: list[str] | None = None,
                           alpha: float = 0.05) -> list[dict]:
     """``compare_methods`` of each method (default: every method of the summary but ``baseline``) against

@@ -20,11 +20,13 @@ from ..data.splits import ImageSplits
 from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
+from ..statistics import compare_pairs
 from ..train import TrainConfig
-from .common import make_ast_config, prepare_out_dir, train_and_test
+from .common import ast_summary_frame, make_ast_config, prepare_out_dir, train_and_test
 
 EXPERIMENT = "cifar10-ast"
 METHODS = ("full", "ast", "ast-random")
+COMPARISONS = (("ast", "full"), ("ast", "ast-random"))  # what the results state: AST against both baselines
 DEMO_DATA_NAME = "digits as 32x32 RGB (scikit-learn's 1,797 real 8x8 digits, upsampled; not CIFAR-10)"
 RECORDED_BATCHES = 300
 
@@ -123,11 +125,14 @@ def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: P
 
 
 def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device) -> dict:
+    """results.json's content from the run records: the summary with each method's measured cost against full
+    training, and the COMPARISONS (of the methods that ran)."""
     res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
                         reference="full")
     add_cost_ratios(res, runs)
+    res["comparisons"] = compare_pairs(res, COMPARISONS)
     return res
 
 
 __all__ = ["EXPERIMENT", "METHODS", "CifarASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method", "results",
-           "prepare_out_dir"]
+           "ast_summary_frame", "prepare_out_dir"]

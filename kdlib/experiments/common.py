@@ -102,6 +102,24 @@ def check_seeds(seeds) -> list[int]:
     return seeds
 
 
+def ast_summary_frame(results: dict):
+    """The AST notebooks' summary table: ``summary_frame`` less retention and compression (every method trains
+    the same model), with top-5 where the runs measured it, the speed-up against full training measured in this
+    run (and its basis), the samples back-propagated and the GPU energy (n/a without NVML)."""
+    from ..results_io import summary_frame
+
+    summary = results["summary"]
+    table = summary_frame(results).drop(columns=["compression", "retention (%)"])
+    if all("test_top5_mean" in s for s in summary):
+        table["top-5 (%)"] = [f"{100 * s['test_top5_mean']:.2f}" for s in summary]
+    table["speed-up vs full (measured)"] = [f"{s['speedup_vs_full']:.2f}x ({s['speedup_basis']})"
+                                            if s.get("speedup_vs_full") is not None else "n/a" for s in summary]
+    table["backprop samples"] = [f"{s['samples_backpropagated_mean']:,.0f}" for s in summary]
+    table["GPU energy (J)"] = [f"{s['energy_joules_mean']:.0f}" if s["energy_joules_mean"] is not None else "n/a"
+                               for s in summary]
+    return table
+
+
 def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None = None, target_rate: float | None = None,
                     scoring: str | None = None, progress: bool = True):
     """An AST notebook's preset with its parameters applied (seeds, epochs, target rate, scoring), each

@@ -31,11 +31,13 @@ from ..models import count_parameters, create_model
 from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
+from ..statistics import compare_pairs
 from ..train import FitResult, TrainConfig, fit
-from .common import make_ast_config, prepare_out_dir
+from .common import ast_summary_frame, make_ast_config, prepare_out_dir
 
 EXPERIMENT = "imagenet100-ast"
 METHODS = ("full", "ast")
+COMPARISONS = (("ast", "full"),)  # what the results state
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DEMO_NAME = "digits as 64x64 RGB JPEGs (scikit-learn's 1,797 real 8x8 digits; not ImageNet)"
 
@@ -342,13 +344,16 @@ def per_epoch_frame(runs: list[dict]):
 
 
 def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: torch.device) -> dict:
+    """results.json's content from the run records: the summary with top-5 and each method's measured cost
+    against full training (per epoch when the baseline ran fewer epochs), and the COMPARISONS."""
     res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), runs, cfg.to_dict(),
                         reference="full")
     add_cost_ratios(res, runs, per_epoch=cfg.baseline_epochs is not None)
     for row in res["summary"]:
         row["test_top5_mean"] = float(np.mean([r["test_top5"] for r in runs if r["method"] == row["method"]]))
+    res["comparisons"] = compare_pairs(res, COMPARISONS)
     return res
 
 
 __all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method",
-           "per_epoch_frame", "results", "prepare_out_dir", "write_demo_jpegs"]
+           "per_epoch_frame", "results", "ast_summary_frame", "prepare_out_dir", "write_demo_jpegs"]
