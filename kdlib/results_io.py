@@ -89,7 +89,10 @@ def validate_results(results: dict) -> list[str]:
 
 
 def summary_frame(results: dict) -> pd.DataFrame:
-    """The summary as a table for people: accuracies in percent."""
+    """The summary as a table for people: accuracies in percent, and where the summary carries p-values against a
+    baseline (``statistics.add_p_values``), the raw and the Holm-adjusted one."""
+    baselines = list(dict.fromkeys(k[len("p_value_vs_"):] for s in results["summary"] for k in s
+                                   if k.startswith("p_value_vs_") and not k.endswith("_holm")))
     rows = []
     for s in results["summary"]:
         std = s["test_accuracy_std"]
@@ -103,6 +106,11 @@ def summary_frame(results: dict) -> pd.DataFrame:
             "compression": f"{s['compression']:.1f}x" if s.get("compression") is not None else "",
             "train s (mean)": f"{s['train_seconds_mean']:.1f}",
         })
+        for baseline in baselines:
+            for column, key in ((f"p vs {baseline}", f"p_value_vs_{baseline}"),
+                                (f"Holm p vs {baseline}", f"p_value_vs_{baseline}_holm")):
+                p = s.get(key)
+                rows[-1][column] = "" if s["method"] == baseline else "n/a" if p is None else f"{p:.3g}"
     return pd.DataFrame(rows)
 
 
