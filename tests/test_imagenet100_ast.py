@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import run_kdlib
-from kdlib import results_io
+from kdlib import results_io, runs
 from kdlib.experiments import imagenet100_ast
 
 
@@ -38,7 +38,12 @@ def test_demo_notebook_end_to_end(tmp_path):
     ast = next(r for r in results["runs"] if r["method"] == "ast")
     full = next(r for r in results["runs"] if r["method"] == "full")
     assert ast["samples_backpropagated"] < full["samples_backpropagated"]
-    assert 0 < results["summary"][1]["speedup_vs_full"] and results["summary"][1]["energy_joules_mean"] is None
+    # demo: one seed, the same epochs for both, so the speed-up is the ratio of the two records' training seconds
+    seconds = {m: runs.read_record(runs.record_path(out, m, 0), None)["train_seconds"] for m in ("full", "ast")}
+    assert results["summary"][1]["speedup_vs_full"] == pytest.approx(seconds["full"] / seconds["ast"])
+    assert results["summary"][1]["speedup_basis"] == "training seconds" and results["summary"][0]["speedup_vs_full"] == 1.0
+    assert results["summary"][1]["energy_joules_mean"] is None
+    assert [(c["method"], c["baseline"]) for c in results["comparisons"]] == [("ast", "full")]
     assert all(0 <= r["test_accuracy"] <= r["test_top5"] <= 1 for r in results["runs"])
     assert all(r["test_accuracy"] > 0.5 for r in results["runs"])
     assert (out / "store" / "digits-jpeg-36px-train" / "meta.json").exists()
