@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from .experiments import NOTEBOOKS
+from .paths import NOTEBOOK_DIR
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 # command-line options that set a notebook's own parameters
 EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"), "cifar10-ast": ("epochs", "target_rate", "scoring"),
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def kaggle_main(args) -> int:
-    from . import kaggle, report
+    from . import kaggle, results_io
 
     try:
         if args.kaggle_command == "push":
@@ -189,7 +189,7 @@ def kaggle_main(args) -> int:
             results_path = kaggle.output(args.kernel, args.dest, everything=args.everything)
             results = json.loads(results_path.read_text())
             print(f"{results['experiment']} ({results['preset']}) on {results['dataset']['name']}, {results['hardware']}")
-            print(report.summary_frame(results).to_string(index=False))
+            print(results_io.summary_frame(results).to_string(index=False))
             return 0
     except (kaggle.KaggleCredentialsError, ValueError, RuntimeError, FileNotFoundError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)

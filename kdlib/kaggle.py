@@ -13,8 +13,9 @@ import json
 import re
 from pathlib import Path
 
+from .paths import KERNELS_DIR, MANIFESTS, NOTEBOOK_DIR, PACKAGE_DIR, manifest_path
+
 METADATA_FILE = "kernel-metadata.json"
-KERNELS_DIR = Path(__file__).resolve().parent.parent / "kaggle_kernels"
 T4_SHAPE = "NvidiaTeslaT4"
 # What a leaked credential looks like: an API key in kaggle.json form, an assignment of one, a new-style token.
 _CREDENTIAL_PATTERNS = [re.compile(p) for p in (r'"key"\s*:\s*"[0-9a-f]{32}"', r"KAGGLE_KEY\s*=\s*\S{16,}",
@@ -165,8 +166,6 @@ def validate_kernel(name: str) -> list[str]:
     import shutil
     import tempfile
 
-    from .__main__ import NOTEBOOK_DIR
-
     source = KERNELS_DIR / name
     if not (source / METADATA_FILE).is_file():
         return [f"no kernel {name!r}; known: {', '.join(kernel_names())}"]
@@ -185,9 +184,9 @@ OWNER_PLACEHOLDER = "kdlib-owner"
 
 
 # What the bundle carries besides the package's Python sources: the data files kdlib reads at run time
-# (pyproject.toml's package-data; kdlib/data/imagenet100.py reads the manifest). Nothing else under kdlib/ travels,
+# (pyproject.toml's package-data: the data manifests the loaders read). Nothing else under kdlib/ travels,
 # so a kaggle.json or a stray file left there never reaches a pushed notebook.
-BUNDLE_DATA_FILES = ("data/imagenet100_manifest.json",)
+BUNDLE_DATA_FILES = tuple(manifest_path(name).relative_to(PACKAGE_DIR).as_posix() for name in MANIFESTS)
 
 
 def bundle_files() -> list[Path]:
@@ -267,8 +266,6 @@ def build(name: str, out_dir: str | Path, owner: str | None = None, preset: str 
     import os
 
     import nbformat
-
-    from .__main__ import NOTEBOOK_DIR
 
     source = KERNELS_DIR / name
     if not (source / METADATA_FILE).is_file():

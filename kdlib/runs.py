@@ -1,6 +1,10 @@
-"""A run's folder (``OUT/runs/<method>-seed<k>/``) and what makes a finished run reusable.
+"""A run's folder (``OUT/runs/<method>-seed<k>/``): where it is, its record, and what makes a finished run
+reusable. Every other module reaches a run folder through these functions.
 
-A finished run's ``record.json`` is reused only when its identity (the data's fingerprint and the whole run
+The record (``record.json``) carries everything the results need, the test predictions included, so the
+statistics work from records alone and nothing reads a run folder back by a path convention.
+
+A finished run's record is reused only when its identity (the data's fingerprint and the whole run
 configuration) equals the one asked for now; otherwise the rerun is refused with a message naming what
 differs, so results made from other data or settings are never mixed into a new results.json.
 """
@@ -22,15 +26,36 @@ class DamagedRunError(RuntimeError):
     """A file of a run folder cannot be read; the message names it and the remedy."""
 
 
+RUNS_DIR = "runs"  # OUT/runs/ holds one folder per run
+RECORD_FILE = "record.json"
+LEGACY_PREDICTIONS_FILE = "test_predictions.npy"  # where kdlib before records carried their predictions kept them
+
+
 def run_dir(out_dir: str | Path, method: str, seed: int) -> Path:
-    return Path(out_dir) / "runs" / f"{method}-seed{seed}"
+    return Path(out_dir) / RUNS_DIR / f"{method}-seed{seed}"
+
+
+def record_path(out_dir: str | Path, method: str, seed: int) -> Path:
+    return run_dir(out_dir, method, seed) / RECORD_FILE
+
+
+def is_finished(out_dir: str | Path, method: str, seed: int) -> bool:
+    """Whether the run has its record (written last, once trained and tested)."""
+    return record_path(out_dir, method, seed).exists()
+
+
+def write_record(out_dir: str | Path, record: dict) -> Path:
+    """The record of the run it names (``record["method"]``, ``record["seed"]``), written atomically."""
+    from .fileio import atomic_write_json
+
+    return atomic_write_json(record, record_path(out_dir, record["method"], record["seed"]))
 
 
 def identity(method: str, model: str, model_kwargs: dict, train: dict, objective: dict, data_fingerprint: str,
              **extra) -> dict:
     """What defines a run's result: the method, the model, every training setting (less those that cannot
     change the result), the objective's settings and the data's fingerprint."""
-    from .train import RESUME_FREE_FIELDS
+    from .checkpoint import RESUME_FREE_FIELDS
 
     return {"method": method, "model": model, "model_kwargs": dict(model_kwargs),
             "train": {k: v for k, v in train.items() if k not in RESUME_FREE_FIELDS},
@@ -74,34 +99,35 @@ def read_json(path: Path) -> dict | list:
 
 def read_record(path: Path, wanted: dict | None) -> dict:
     """The finished run's record, after checking it was made from ``wanted`` (the identity asked for now)."""
+    path = Path(path)
     record = read_json(path)
-    if wanted is None:
-        return record
-    saved = record.get("identity")
-    if saved is None:
-        raise RunMismatchError(f"{path.parent} holds a run made by an older kdlib, which did not record its data and "
-                               "settings, so it cannot be checked against this run's. Use another OUT_DIR, or delete "
-                               "that folder to train it again.")
-    changed = differences(saved, wanted)
-    if changed:
-        raise RunMismatchError(f"{path.parent} holds a finished run made with other data or settings "
-                               f"({describe_differences(changed)}; saved -> now). Use another OUT_DIR for this run, "
-                               "or delete that folder to train it again.")
+    if wanted is not None:
+        saved = record.get("identity")
+        if saved is None:
+            raise RunMismatchError(f"{path.parent} holds a run made by an older kdlib, which did not record its data "
+                                   "and settings, so it cannot be checked against this run's. Use another OUT_DIR, or "
+                                   "delete that folder to train it again.")
+        changed = differences(saved, wanted)
+        if changed:
+            raise RunMismatchError(f"{path.parent} holds a finished run made with other data or settings "
+                                   f"({describe_differences(changed)}; saved -> now). Use another OUT_DIR for this "
+                                   "run, or delete that folder to train it again.")
+    legacy = path.parent / LEGACY_PREDICTIONS_FILE
+    if "test_accuracy" in record and "test_predictions" not in record and legacy.exists():
+        record["test_predictions"] = _load_array(legacy).tolist()
     return record
 
 
-def save_predictions(folder: Path, predictions: np.ndarray) -> Path:
+def save_array(array: np.ndarray, path: Path) -> Path:
+    """``np.save`` through a temporary file (a kill never leaves half an array)."""
     from .fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
-    np.save(buffer, predictions)
-    path = Path(folder) / "test_predictions.npy"
-    atomic_write_bytes(buffer.getvalue(), path)
-    return path
+    np.save(buffer, array)
+    return atomic_write_bytes(buffer.getvalue(), path)
 
 
-def load_predictions(out_dir: str | Path, method: str, seed: int) -> np.ndarray:
-    path = run_dir(out_dir, method, seed) / "test_predictions.npy"
+def _load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path)
     except (OSError, ValueError, EOFError) as exc:

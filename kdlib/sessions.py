@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import runtime
+from .runs import RECORD_FILE, RUNS_DIR
 
 SEARCH_DEPTH = 6  # how deep under the input root an output folder's parent may lie
 KEEP_STORE_ENV = "KDLIB_KEEP_STORE"  # "1": keep the decoded image store in /kaggle/working (the version's output)
@@ -89,12 +90,13 @@ def find_previous(names: set[str], accept: Callable[[Path], bool], root: Path | 
 
 
 def _is_experiment_output(folder: Path) -> bool:
-    return (folder / "results.json").is_file() or any(folder.glob("runs/*/last.pt")) or any(folder.glob("runs/*/record.json"))
+    return (folder / "results.json").is_file() or any(folder.glob(f"{RUNS_DIR}/*/last.pt")) or \
+        any(folder.glob(f"{RUNS_DIR}/*/{RECORD_FILE}"))
 
 
 def _progress_time(run: Path) -> float | None:
     """When a run folder last advanced: the newest of its record.json and last.pt, or None."""
-    times = [p.stat().st_mtime for p in (run / "record.json", run / "last.pt") if p.exists()]
+    times = [p.stat().st_mtime for p in (run / RECORD_FILE, run / "last.pt") if p.exists()]
     return max(times) if times else None
 
 
@@ -130,12 +132,12 @@ def restore_previous_output(experiment: str, out_dir: str | Path, root: str | Pa
     for previous in find_previous({experiment, out.name}, _is_experiment_output, root):
         if os.path.abspath(previous) == os.path.abspath(out):
             continue
-        items = [(f"runs/{run.name}", run) for run in sorted((previous / "runs").glob("*")) if run.is_dir()]
+        items = [(f"{RUNS_DIR}/{run.name}", run) for run in sorted((previous / RUNS_DIR).glob("*")) if run.is_dir()]
         items += [(d.name, d) for d in sorted(previous.iterdir())
-                  if d.is_dir() and d.name not in NOT_RESTORED | {"runs"}]
+                  if d.is_dir() and d.name not in NOT_RESTORED | {RUNS_DIR}]
         for item, source in items:
             target = out / item
-            if item.startswith("runs/"):
+            if item.startswith(f"{RUNS_DIR}/"):
                 theirs, ours = _progress_time(source), _progress_time(target)
                 if theirs is None or (ours is not None and ours >= theirs):
                     continue  # nothing to resume from there, or this session's copy is as far or further

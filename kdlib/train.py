@@ -19,7 +19,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import runtime
-from .checkpoint import RESUME_FREE_FIELDS, Checkpoints  # noqa: F401  (RESUME_FREE_FIELDS: runs.identity reads it here)
+from .checkpoint import Checkpoints
 from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, RandomCropFlip
 from .data.splits import ImageSplits
 from .energy import meter_for

@@ -125,7 +125,7 @@ def stream_after_kill(tmp: Path):
     folder = runs.run_dir(tmp, "ast", 0)
     (folder / "record.json").unlink()
     (folder / "significance_stream.npy").unlink()
-    record = exp.train_method("ast", cfg, data, tmp, CPU, 0)[1]
+    record = exp.train_method("ast", cfg, data, tmp, CPU, 0)
     if record["significance_stream"] is None:
         return 0, "no stream"  # silent: the notebook's last cell would fail
     return 1, f"stream kept: {len(np.load(record['significance_stream']))} batches"
@@ -224,14 +224,15 @@ def truncated_record(tmp: Path):
     return library(rerun)
 
 
-@case("a truncated test_predictions.npy", r"test_predictions\.npy cannot be read.*Delete the folder")
+@case("an older run folder's truncated test_predictions.npy", r"test_predictions\.npy cannot be read.*Delete the folder")
 def truncated_predictions(tmp: Path):
-    from kdlib import runs
-
-    _finished_run(tmp)
-    path = tmp / "runs" / "direct-seed0" / "test_predictions.npy"
-    path.write_bytes(path.read_bytes()[:20])
-    return library(lambda: runs.load_predictions(tmp, "direct", 0))
+    rerun = _finished_run(tmp)
+    path = tmp / "runs" / "direct-seed0" / "record.json"
+    record = json.loads(path.read_text())
+    np.save(path.parent / "test_predictions.npy", np.array(record.pop("test_predictions")))
+    path.write_text(json.dumps(record))  # as an older kdlib wrote it: the predictions beside the record
+    (path.parent / "test_predictions.npy").write_bytes((path.parent / "test_predictions.npy").read_bytes()[:20])
+    return library(rerun)
 
 
 @case("a CIFAR pickle that would run code", r"objects other than arrays.*not loaded")

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from conftest import run_kdlib
-from kdlib import report
+from kdlib import results_io
 from kdlib.__main__ import main
 from kdlib.experiments import NOTEBOOKS, mnist_kd
 
@@ -43,7 +43,7 @@ def test_demo_notebook_end_to_end(tmp_path):
     proc = run_kdlib("run", "mnist-kd", "--preset", "demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert report.validate_results(results) == []
+    assert results_io.validate_results(results) == []
     assert results["experiment"] == "mnist-kd" and results["preset"] == "demo"
     assert "digits" in results["dataset"]["name"] and "not MNIST" in results["dataset"]["name"]
     ablation = ["hpmkd-no-" + c for c in ("progressive", "meta-temperature", "multi-teacher", "config-manager",
@@ -81,7 +81,7 @@ def test_notebook_on_mnist_files_with_augmentation(tmp_path):
                      "--seeds", "0", "1", "--teacher-epochs", "1", "--student-epochs", "1", "--ablate", "multi_teacher")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert report.validate_results(results) == []
+    assert results_io.validate_results(results) == []
     assert results["dataset"]["name"] == "MNIST (idx)"
     assert (results["dataset"]["n_train"], results["dataset"]["n_val"], results["dataset"]["n_test"]) == (270, 30, 60)
     assert results["config"]["student"]["augment_shift"] == 2.0

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import run_kdlib
-from kdlib import report
+from kdlib import results_io, runs
 from kdlib.experiments import imagenet100_ast
 
 
@@ -31,14 +31,19 @@ def test_demo_notebook_end_to_end(tmp_path):
     proc = run_kdlib("run", "imagenet100-ast", "--preset", "demo", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert report.validate_results(results) == []
+    assert results_io.validate_results(results) == []
     assert "not ImageNet" in results["dataset"]["name"] and results["dataset"]["layout"] == "image-folder"
     assert results["dataset"]["subset"] == "unknown" and results["dataset"]["skipped_unreadable"] == 0
     assert [s["method"] for s in results["summary"]] == ["full", "ast"]
     ast = next(r for r in results["runs"] if r["method"] == "ast")
     full = next(r for r in results["runs"] if r["method"] == "full")
     assert ast["samples_backpropagated"] < full["samples_backpropagated"]
-    assert 0 < results["summary"][1]["speedup_vs_full"] and results["summary"][1]["energy_joules_mean"] is None
+    # demo: one seed, the same epochs for both, so the speed-up is the ratio of the two records' training seconds
+    seconds = {m: runs.read_record(runs.record_path(out, m, 0), None)["train_seconds"] for m in ("full", "ast")}
+    assert results["summary"][1]["speedup_vs_full"] == pytest.approx(seconds["full"] / seconds["ast"])
+    assert results["summary"][1]["speedup_basis"] == "training seconds" and results["summary"][0]["speedup_vs_full"] == 1.0
+    assert results["summary"][1]["energy_joules_mean"] is None
+    assert [(c["method"], c["baseline"]) for c in results["comparisons"]] == [("ast", "full")]
     assert all(0 <= r["test_accuracy"] <= r["test_top5"] <= 1 for r in results["runs"])
     assert all(r["test_accuracy"] > 0.5 for r in results["runs"])
     assert (out / "store" / "digits-jpeg-36px-train" / "meta.json").exists()
@@ -60,6 +65,7 @@ def test_a_run_is_data_parallel_over_two_ranks_from_the_same_store(tmp_path):
     assert len(pickle.dumps(data.train)) < 1000  # the store travels as its folder
     record = imagenet100_ast.train_method("ast", cfg, data, tmp_path, torch.device("cpu"), 0)
     assert record["world_size"] == 2 and record["epochs"] == 2
+    assert len(record["test_predictions"]) == len(data.test_rows)  # rank 0's, for the paired tests
     assert (tmp_path / "runs" / "ast-seed0" / "last.pt").exists()
     history = record["history"]
     assert history[0]["activation_rate"] == 1.0 and history[1]["activation_rate"] < 1.0  # warm-up, then AST

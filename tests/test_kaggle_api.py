@@ -124,9 +124,9 @@ def test_output_fetches_results_and_prints_the_table(fake_kaggle, tmp_path, monk
 
     runs = [{"method": "teacher", "model": "m", "params": 10, "seed": 0, "test_accuracy": 0.99, "val_accuracy": 0.99,
              "train_seconds": 5.0, "epochs": 1}]
-    from kdlib import report
+    from kdlib import results_io
 
-    results = report.build_results("mnist-kd", "quick", {"name": "MNIST (idx)", "source": "s", "n_train": 1,
+    results = results_io.build_results("mnist-kd", "quick", {"name": "MNIST (idx)", "source": "s", "n_train": 1,
                                                          "n_val": 1, "n_test": 1}, {"device": "cuda"}, runs)
     body = json.dumps(results).encode()
     monkeypatch.setattr(kaggle_api_extended.requests, "get",

@@ -37,8 +37,9 @@ def test_bundle_holds_the_sources_and_the_known_data_files_only(package_copy):
     (package_copy / "stray.txt").write_text("x")
     names = bundled_names(kaggle.bundle_package())
     assert "kdlib/kaggle.json" not in names and "kdlib/data/notes.json" not in names and "kdlib/stray.txt" not in names
-    assert "kdlib/data/imagenet100_manifest.json" in names and "kdlib/__init__.py" in names
-    assert all(name.endswith(".py") or name == "kdlib/data/imagenet100_manifest.json" for name in names)
+    manifests = {f"kdlib/data/manifests/{name}.json" for name in ("cifar10", "imagenet100", "mnist")}
+    assert manifests <= set(names) and "kdlib/__init__.py" in names
+    assert all(name.endswith(".py") or name in manifests for name in names)
 
 
 def test_every_package_data_file_is_bundled():
@@ -52,7 +53,7 @@ def test_every_package_data_file_is_bundled():
 
 @pytest.mark.parametrize("where, text", [
     ("settings.py", "KAGGLE_" + 'KEY = "0123456789abcdef0123"\n'),
-    ("data/imagenet100_manifest.json", FAKE_KAGGLE_JSON),
+    ("data/manifests/imagenet100.json", FAKE_KAGGLE_JSON),
     ("runtime.py", "TOKEN = 'KGAT" + "_0123456789abcdefABCDEF'\n"),
 ], ids=["key-in-a-new-source", "kaggle-json-as-data-file", "token-in-a-source"])
 def test_build_refuses_a_bundle_with_a_credential(package_copy, tmp_path, capsys, where, text):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import HOJJATK_NAMES, idx_bytes, tiny_splits, write_idx_dataset
-from kdlib import fileio, report, runs
+from kdlib import fileio, results_io, runs
 from kdlib.__main__ import main
 from kdlib.checkpoint import CheckpointError
 from kdlib.data.device_loader import DeviceLoader
@@ -81,13 +81,13 @@ def test_the_significance_stream_survives_a_kill_after_the_last_checkpoint(tmp_p
     cfg.train.batch_size = 32
     data = tiny_splits(128, 32, 32, channels=3, size=16)
     cfg.model_kwargs = {"width": 0.25}
-    first = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)[1]
+    first = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
     stream = np.load(first["significance_stream"])
     assert len(stream) == 2 * (128 // 32)  # every selective batch of epochs 2 and 3
     folder = runs.run_dir(tmp_path, "ast", 0)
     (folder / "record.json").unlink()  # killed after the last checkpoint, before the record
     (folder / "significance_stream.npy").unlink()
-    again = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)[1]
+    again = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
     assert again["significance_stream"] is not None
     np.testing.assert_array_equal(np.load(again["significance_stream"]), stream)
 
@@ -144,7 +144,7 @@ def test_a_full_disk_names_the_path_and_leaves_the_last_good_file(tmp_path, monk
 
 def test_results_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     results = json.loads(json.dumps(_results(tmp_path)))
-    report.write_results(results, tmp_path)
+    results_io.write_results(results, tmp_path)
     before = {name: (tmp_path / name).read_text() for name in ("results.csv", "results.txt")}
     results["runs"][0]["test_accuracy"] = 0.123
     real_replace = os.replace
@@ -156,7 +156,7 @@ def test_results_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail_on_csv)
     with pytest.raises(fileio.WriteError, match="results.csv: the disk is full"):
-        report.write_results(results, tmp_path)
+        results_io.write_results(results, tmp_path)
     assert (tmp_path / "results.csv").read_text() == before["results.csv"]
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
@@ -176,13 +176,31 @@ def test_an_empty_idx_file_is_named(tmp_path):
         load_mnist(tmp_path, download=False)
 
 
+def test_the_record_carries_its_test_predictions_and_an_older_folder_s_are_read_into_it(tmp_path):
+    data = tiny_splits()
+    record = _train(tmp_path, data)
+    predictions = np.array(record["test_predictions"])
+    assert len(predictions) == len(data.test_y)
+    assert np.mean(predictions == data.test_y.numpy()) == pytest.approx(record["test_accuracy"])
+    # a run folder written before records carried predictions: record.json without them, test_predictions.npy beside
+    path = runs.record_path(tmp_path, "direct", 0)
+    legacy = {k: v for k, v in json.loads(path.read_text()).items() if k != "test_predictions"}
+    path.write_text(json.dumps(legacy))
+    np.save(path.parent / "test_predictions.npy", predictions)
+    assert runs.read_record(path, None)["test_predictions"] == predictions.tolist()
+    assert _train(tmp_path, data)["test_predictions"] == predictions.tolist()  # the rerun returns them too
+
+
 def test_a_truncated_record_or_predictions_file_names_the_file_and_the_remedy(tmp_path):
     data = tiny_splits()
     _train(tmp_path, data)
     folder = runs.run_dir(tmp_path, "direct", 0)
+    record = json.loads((folder / "record.json").read_text())
+    np.save(folder / "test_predictions.npy", np.array(record.pop("test_predictions")))  # an older kdlib's folder
+    (folder / "record.json").write_text(json.dumps(record))
     (folder / "test_predictions.npy").write_bytes((folder / "test_predictions.npy").read_bytes()[:20])
     with pytest.raises(runs.DamagedRunError, match=r"test_predictions\.npy cannot be read.*Delete the folder"):
-        runs.load_predictions(tmp_path, "direct", 0)
+        _train(tmp_path, data)
     (folder / "record.json").write_text((folder / "record.json").read_text()[:100])
     with pytest.raises(runs.DamagedRunError, match=r"record\.json cannot be read.*Delete the folder"):
         _train(tmp_path, data)

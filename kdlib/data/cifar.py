@@ -11,19 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
 from .splits import CorruptDataError, ImageSplits, carve_validation
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-# md5 of each file, as torchvision's CIFAR10 class verifies them.
-MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-}
+_MANIFEST = read_manifest("cifar10")
+CLASSES = list(_MANIFEST["classes"])
+# md5 of each file of images (the batches a run needs), as torchvision's CIFAR10 class verifies them.
+MD5 = {f["name"]: f["md5"] for f in _MANIFEST["files"] if "images" in f}
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 N_VAL_FULL = 5000
 HELP = (

@@ -2,8 +2,8 @@
 ``val.X``, ``Labels.json``) or plain ImageFolder trees (``train/<wnid>/``, ``val/<wnid>/``), found in a given
 folder or anywhere under ``/kaggle/input`` (either mount layout).
 
-Two different class lists go by the name ImageNet-100 (``imagenet100_manifest.json``, equal to
-``data_manifests/imagenet100.json``): the index says which one the folders hold. Counts are checked against
+Two different class lists go by the name ImageNet-100 (both in ``data_manifests/imagenet100.json``): the index
+says which one the folders hold. Counts are checked against
 about 1,300 train and 50 val images a class; a short class is reported, not fatal. Unreadable JPEGs are dealt
 with where images are decoded (``image_store``): skipped and counted.
 """
@@ -17,10 +17,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import read_manifest
 from .discovery import DataSource, find_local, locate, locate_source
 from .splits import DataNotFoundError
 
-MANIFEST_PATH = Path(__file__).with_name("imagenet100_manifest.json")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 WNID = re.compile(r"n\d{8}")
 MAX_DEPTH = 5
@@ -32,7 +32,7 @@ HELP = (
 
 
 def manifest() -> dict:
-    return json.loads(MANIFEST_PATH.read_text())
+    return read_manifest("imagenet100")
 
 
 @dataclass

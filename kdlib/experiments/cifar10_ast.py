@@ -7,11 +7,9 @@ wall-clock ratio on the same hardware: ``speedup_vs_full = full's train seconds 
 from __future__ import annotations
 
 import dataclasses
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import runs, runtime
@@ -19,15 +17,16 @@ from ..data.cifar import cifar10_source, load_cifar10
 from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
-from ..fileio import atomic_write_bytes
-from ..report import build_results
+from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
+from ..statistics import compare_pairs
 from ..train import TrainConfig
-from .common import make_ast_config, prepare_out_dir, train_and_test
+from .common import ast_summary_frame, make_ast_config, prepare_out_dir, train_and_test
 
 EXPERIMENT = "cifar10-ast"
 METHODS = ("full", "ast", "ast-random")
+COMPARISONS = (("ast", "full"), ("ast", "ast-random"))  # what the results state: AST against both baselines
 DEMO_DATA_NAME = "digits as 32x32 RGB (scikit-learn's 1,797 real 8x8 digits, upsampled; not CIFAR-10)"
 RECORDED_BATCHES = 300
 
@@ -105,8 +104,9 @@ def load_data(cfg: CifarASTConfig, data_dir: str | Path | None = None, download:
     return load_cifar10(seed=cfg.data_seed, files=source.files)
 
 
-def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch.device, seed: int):
-    """One run of 'full', 'ast' or 'ast-random'; returns (model, record)."""
+def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch.device,
+                 seed: int) -> dict:
+    """One run of 'full', 'ast' or 'ast-random'; returns its record (as ImageNet-100's ``train_method`` does)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     config = dataclasses.replace(cfg.train, seed=seed)
@@ -116,23 +116,23 @@ def train_method(method: str, cfg: CifarASTConfig, data: ImageSplits, out_dir: P
                                  random_selection=method == "ast-random", label_smoothing=config.label_smoothing,
                                  seed=seed, record_batches=RECORDED_BATCHES if method == "ast" else 0,
                                  keep_low=cfg.keep_low if method == "ast" else 0.0)
-    model, record = train_and_test(method, cfg.model, data, config, out_dir, device, objective=objective, **cfg.model_kwargs)
+    _, record = train_and_test(method, cfg.model, data, config, out_dir, device, objective=objective, **cfg.model_kwargs)
     stream_path = runs.run_dir(out_dir, method, seed) / "significance_stream.npy"
     if objective is not None and objective.recorded_scores:  # restored from the checkpoint on a rerun
-        buffer = io.BytesIO()
-        np.save(buffer, torch.stack(objective.recorded_scores).numpy())
-        atomic_write_bytes(buffer.getvalue(), stream_path)
+        runs.save_array(torch.stack(objective.recorded_scores).numpy(), stream_path)
     record["significance_stream"] = str(stream_path) if stream_path.exists() else None
-    return model, record
+    return record
 
 
 def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device) -> dict:
-    slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
-    res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
+    """results.json's content from the run records: the summary with each method's measured cost against full
+    training, and the COMPARISONS (of the methods that ran)."""
+    res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
                         reference="full")
     add_cost_ratios(res, runs)
+    res["comparisons"] = compare_pairs(res, COMPARISONS)
     return res
 
 
 __all__ = ["EXPERIMENT", "METHODS", "CifarASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method", "results",
-           "prepare_out_dir"]
+           "ast_summary_frame", "prepare_out_dir"]

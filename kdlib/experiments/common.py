@@ -38,7 +38,8 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
                    device: torch.device, objective: Objective | None = None, model: nn.Module | None = None,
                    evaluate_test: bool = True, **model_kwargs) -> tuple[nn.Module, dict]:
     """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
-    the test split once. Checkpoints and the record live in ``out_dir/runs/<method>-seed<seed>/``:
+    the test split once. Checkpoints and the record (test predictions included) live in the run's folder
+    (``kdlib.runs``):
     calling again resumes an interrupted run, or returns a finished one without touching test data, in
     both cases only if the data and every setting are the ones it was made with (else ``RunMismatchError``).
     ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split."""
@@ -46,7 +47,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
     objective = objective or Objective(config.label_smoothing)
     identity = runs.identity(method, model_name, model_kwargs, config.to_dict(), objective.settings(),
                              data.fingerprint(), evaluate_test=evaluate_test)
-    record_path = run_dir / "record.json"
+    record_path = runs.record_path(out_dir, method, config.seed)
     finished = runs.read_record(record_path, identity) if record_path.exists() else None
     # Seed before building the model, so its initial weights depend on the seed alone.
     runtime.seed_everything(config.seed, config.deterministic)
@@ -61,13 +62,12 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
                   "val_accuracy": result.best_val_accuracy, "val_loss": result.history[result.best_epoch]["val_loss"],
                   "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds, "epochs": config.epochs,
                   "history": result.history, "identity": identity}
-        atomic_write_json(record, record_path)
+        runs.write_record(out_dir, record)
         return model, record
     precision = runtime.select_precision(device, config.amp)
     logits, labels = predict_logits(model, make_test_loader(data, device, config), precision)
     _, test_acc = loss_and_accuracy(logits, labels)
     predictions = logits.argmax(1).numpy()
-    runs.save_predictions(run_dir, predictions)
     cm = confusion_matrix(predictions, labels.numpy(), data.num_classes)
     record = {
         "method": method,
@@ -84,10 +84,11 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "epochs": config.epochs,
         "per_class_accuracy": per_class_accuracy(cm).tolist(),
         "confusion_matrix": cm.tolist(),
+        "test_predictions": predictions.tolist(),
         "history": result.history,
         "identity": identity,
     }
-    atomic_write_json(record, record_path)
+    runs.write_record(out_dir, record)
     return model, record
 
 
@@ -101,6 +102,24 @@ def check_seeds(seeds) -> list[int]:
         raise ValueError(f"SEEDS={seeds} repeats {repeated}: each seed must appear once (a repeated seed would be "
                          "counted as two runs in the mean, the spread and the tests)")
     return seeds
+
+
+def ast_summary_frame(results: dict):
+    """The AST notebooks' summary table: ``summary_frame`` less retention and compression (every method trains
+    the same model), with top-5 where the runs measured it, the speed-up against full training measured in this
+    run (and its basis), the samples back-propagated and the GPU energy (n/a without NVML)."""
+    from ..results_io import summary_frame
+
+    summary = results["summary"]
+    table = summary_frame(results).drop(columns=["compression", "retention (%)"])
+    if all("test_top5_mean" in s for s in summary):
+        table["top-5 (%)"] = [f"{100 * s['test_top5_mean']:.2f}" for s in summary]
+    table["speed-up vs full (measured)"] = [f"{s['speedup_vs_full']:.2f}x ({s['speedup_basis']})"
+                                            if s.get("speedup_vs_full") is not None else "n/a" for s in summary]
+    table["backprop samples"] = [f"{s['samples_backpropagated_mean']:,.0f}" for s in summary]
+    table["GPU energy (J)"] = [f"{s['energy_joules_mean']:.0f}" if s["energy_joules_mean"] is not None else "n/a"
+                               for s in summary]
+    return table
 
 
 def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None = None, target_rate: float | None = None,

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .. import runtime
+from .. import runs, runtime
 from ..data.splits import ImageSplits
 from ..distill.cache import LogitCache
 from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, choose_configuration, geometric_sizes,
@@ -268,7 +268,7 @@ def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None
     stages, temperature, alpha = variant["_stages"], variant["temperature"], variant["alpha"]
     cache = ctx.cache(components["cache"])
     cost_path = ctx.out / "hpmkd" / f"cost-{method}.json"
-    already_done = all((ctx.out / "runs" / f"{method}-seed{seed}" / "record.json").exists() for seed in seeds)
+    already_done = all(runs.is_finished(ctx.out, method, seed) for seed in seeds)
     meter = meter_for(ctx.device)  # once around the group: concurrent students share the GPU
     if meter is not None:
         meter.start()

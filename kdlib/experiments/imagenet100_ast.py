@@ -29,14 +29,16 @@ from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoa
 from ..evaluate import predict_logits
 from ..fileio import atomic_write_json
 from ..models import count_parameters, create_model
-from ..report import build_results
+from ..results_io import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
+from ..statistics import compare_pairs
 from ..train import FitResult, TrainConfig, fit
-from .common import make_ast_config, prepare_out_dir
+from .common import ast_summary_frame, make_ast_config, prepare_out_dir
 
 EXPERIMENT = "imagenet100-ast"
 METHODS = ("full", "ast")
+COMPARISONS = (("ast", "full"),)  # what the results state
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DEMO_NAME = "digits as 64x64 RGB JPEGs (scikit-learn's 1,797 real 8x8 digits; not ImageNet)"
 
@@ -280,8 +282,8 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
 def _evaluate(model, result: FitResult, test_loader, device, config: TrainConfig, origin: str, world_size: int) -> dict:
     logits, labels = predict_logits(model, test_loader, runtime.select_precision(device, config.amp))
     return {"result": dataclasses.asdict(result), "test_top1": _top_k(logits, labels, 1),
-            "test_top5": _top_k(logits, labels, 5), "params": count_parameters(model), "weights": origin,
-            "world_size": world_size}
+            "test_top5": _top_k(logits, labels, 5), "test_predictions": logits.argmax(1).tolist(),
+            "params": count_parameters(model), "weights": origin, "world_size": world_size}
 
 
 def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: Path, device: torch.device,
@@ -298,7 +300,7 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
                                                                      "label_smoothing": config.label_smoothing},
                              data.fingerprint(), store_size=cfg.store_size, crop_size=cfg.crop_size,
                              rrc_scale=list(cfg.rrc_scale), val_crop_fraction=cfg.val_crop_fraction)
-    record_path = run_dir / "record.json"
+    record_path = runs.record_path(out_dir, method, seed)
     if record_path.exists():
         return runs.read_record(record_path, identity)
     world_size = cfg.world_size or (torch.cuda.device_count() if device.type == "cuda" else 1)
@@ -321,9 +323,10 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
         "train_seconds": result.train_seconds, "epochs": len(result.history),
         "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
-        "energy_joules": result.energy_joules, "history": result.history, "identity": identity,
+        "energy_joules": result.energy_joules, "test_predictions": out["test_predictions"], "history": result.history,
+        "identity": identity,
     }
-    atomic_write_json(record, record_path)
+    runs.write_record(out_dir, record)
     return record
 
 
@@ -342,14 +345,16 @@ def per_epoch_frame(runs: list[dict]):
 
 
 def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: torch.device) -> dict:
-    slim = [{k: v for k, v in r.items() if k != "history"} for r in runs]
-    res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), slim, cfg.to_dict(),
+    """results.json's content from the run records: the summary with top-5 and each method's measured cost
+    against full training (per epoch when the baseline ran fewer epochs), and the COMPARISONS."""
+    res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), runs, cfg.to_dict(),
                         reference="full")
     add_cost_ratios(res, runs, per_epoch=cfg.baseline_epochs is not None)
     for row in res["summary"]:
         row["test_top5_mean"] = float(np.mean([r["test_top5"] for r in runs if r["method"] == row["method"]]))
+    res["comparisons"] = compare_pairs(res, COMPARISONS)
     return res
 
 
 __all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method",
-           "per_epoch_frame", "results", "prepare_out_dir", "write_demo_jpegs"]
+           "per_epoch_frame", "results", "ast_summary_frame", "prepare_out_dir", "write_demo_jpegs"]

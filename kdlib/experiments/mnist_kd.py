@@ -20,12 +20,18 @@ from ..data.splits import ImageSplits
 from ..distill.hpmkd import COMPONENTS, HPMKDSettings
 from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective
 from ..distill.teacher_source import teacher_source
-from ..report import build_results
+from ..results_io import build_results
+from ..statistics import add_p_values, compare_pairs, mcnemar_by_seed
 from ..train import TrainConfig
 from . import hpmkd_pipeline
 from .common import check_seeds, prepare_out_dir, train_and_test
 
 EXPERIMENT = "mnist-kd"
+# What the results state: every method's p-value against KD (Holm-adjusted across all of them), KD against the
+# direct student, and HPM-KD against KD (in KD's Holm family), per seed by McNemar's test as well.
+BASELINE = "kd"
+COMPARISONS = (("kd", "direct"), ("hpmkd", "kd"))
+MCNEMAR = (("hpmkd", "kd"),)
 
 
 @dataclass
@@ -177,11 +183,33 @@ def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: to
     return hpmkd_pipeline.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
 
 
-def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device, **extra) -> dict:
-    slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
-    return build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
-                         **extra)
+def train_ablation(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher,
+                   decisions: dict) -> tuple[list[dict], list[dict]]:
+    """HPM-KD without each component of ``cfg.ablate`` in turn (``train_hpmkd``): every variant's run records,
+    and each variant's cost."""
+    runs, costs = [], []
+    for component in cfg.ablate:
+        variant_runs, variant_cost = train_hpmkd(cfg, data, out_dir, device, teacher, decisions, removed=component)
+        runs += variant_runs
+        costs.append(variant_cost)
+    return runs, costs
+
+
+def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device,
+            decisions: dict | None = None, costs: list[dict] | None = None, **extra) -> dict:
+    """results.json's content from the run records: the summary with each method's p-value against KD (raw and
+    Holm-adjusted), the COMPARISONS' sentences and McNemar's tests (MCNEMAR) on the records' test predictions;
+    with ``decisions`` (HPM-KD's plan) and ``costs`` (its variants'), those too."""
+    if decisions is not None:
+        extra["hpmkd"] = {"plan": {k: v for k, v in decisions.items() if not k.startswith("_")}, "costs": costs or []}
+    res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
+                        **extra)
+    against_baseline = {c["method"]: c for c in add_p_values(res, BASELINE)}
+    res["comparisons"] = [against_baseline.get(c["method"], c) if c["baseline"] == BASELINE else c
+                          for c in compare_pairs(res, COMPARISONS)]
+    res["mcnemar"] = [mcnemar_by_seed(runs, method, baseline, data.test_y.numpy()) for method, baseline in MCNEMAR]
+    return res
 
 
 __all__ = ["EXPERIMENT", "MnistKDConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_teacher", "train_student",
-           "plan_hpmkd", "train_hpmkd", "results", "prepare_out_dir", "COMPONENTS"]
+           "plan_hpmkd", "train_hpmkd", "train_ablation", "results", "prepare_out_dir", "COMPONENTS"]

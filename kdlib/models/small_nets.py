@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torchvision
 
-from . import register_model
+from .registry import register_model
 
 
 def small_image_resnet18(num_classes: int, in_chans: int) -> nn.Module:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import _plt, _save
+from ..plots import pyplot as _plt, save_figure as _save
 
 
 def plot_ast_trace(record: dict, target: float, path=None):
