@@ -19,7 +19,8 @@ import torch
 
 from kdlib import runtime
 from kdlib.data.mnist import load_digits_28
-from kdlib.distill.hpmkd import HPMKDObjective, TeacherSource, run_concurrently
+from kdlib.distill.hpmkd import HPMKDObjective, run_concurrently
+from kdlib.distill.teacher_source import TeacherSource
 from kdlib.models import create_model
 from kdlib.train import TrainConfig, fit
 

@@ -318,11 +318,13 @@ def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", b
                    out_dir: str | Path | None = None) -> pd.DataFrame:
     """One row per HPM-KD variant and the baseline, each on the seeds the variant ran: test accuracy
     (mean ± sample std), the difference to ``reference`` on those same seeds, the paired t-test p-value
-    against ``baseline``, the wall-clock of training the variant's group of seeds and, given ``out_dir``,
-    whether its test predictions equal the reference's on every seed (a removed component that had
-    nothing to act on, or one that changes only cost)."""
+    against ``baseline``, the wall-clock of training the variant's group of seeds, the plan its students
+    used (re-planned without the component, or not, and why) and, given ``out_dir``, whether its test
+    predictions equal the reference's on every seed (a removed component that had nothing to act on, or one
+    that changes only cost)."""
     acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
     wall = {c["method"]: c["wall_seconds"] for c in costs}
+    plans = {c["method"]: c["plan"]["text"] for c in costs if "plan" in c}
     rows = []
     for method in [reference, *[c["method"] for c in costs if c["method"] != reference], baseline]:
         seeds = sorted(s for m, s in acc if m == method)
@@ -345,6 +347,7 @@ def ablation_frame(results: dict, costs: list[dict], reference: str = "hpmkd", b
             f"vs {reference} (points)": f"{100 * float(np.mean(delta)):+.2f}" if delta and method != reference else "",
             f"p vs {baseline}": f"{p:.3g}" if p is not None else "n/a",
             "group wall-clock (s)": f"{wall[method]:.1f}" if method in wall else "",
+            "plan": plans.get(method, ""),
         })
         if out_dir is not None:
             rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(

@@ -1,8 +1,8 @@
 """The one training loop every experiment uses.
 
-Algorithms plug in as an ``Objective``: given the model and a batch it returns the loss to
-back-propagate (plain cross-entropy, KD, and later AST's selective step). The loop owns everything
-else: optimiser, schedule, mixed precision, progress, validation, checkpoints and resume.
+Algorithms plug in as an ``Objective`` (``kdlib.objective``): given the model and a batch it returns the loss
+to back-propagate (plain cross-entropy, KD, AST's selective step). The loop owns everything else: optimiser,
+schedule, mixed precision, progress and validation; saving and resuming are ``kdlib.checkpoint``'s.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import runtime
+from .checkpoint import RESUME_FREE_FIELDS, Checkpoints  # noqa: F401  (RESUME_FREE_FIELDS: runs.identity reads it here)
 from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, RandomCropFlip
 from .data.splits import ImageSplits
 from .energy import meter_for
 from .evaluate import loss_and_accuracy, predict_logits
-from .fileio import atomic_save, atomic_write_json  # noqa: F401  (re-exported: older imports name them here)
+from .objective import Objective
 
 
 @dataclass
@@ -68,51 +68,6 @@ class TrainConfig:
         return d
 
 
-# Fields that may change between an interrupted run and its resumption without changing the result.
-RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
-
-
-class StepOutput(NamedTuple):
-    loss: torch.Tensor  # scalar to back-propagate
-    logits: torch.Tensor  # logits of the samples that were learned from, for running accuracy
-    targets: torch.Tensor  # their labels
-
-
-class Objective:
-    """Cross-entropy on the whole batch. Algorithms subclass this and override ``step``."""
-
-    name = "ce"
-
-    def __init__(self, label_smoothing: float = 0.0):
-        self.label_smoothing = label_smoothing
-
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput:
-        logits = model(x)
-        return StepOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        pass
-
-    def on_validation(self, epoch: int, logits: torch.Tensor, labels: torch.Tensor) -> dict:
-        """Called with the epoch's validation logits and labels (CPU) before the checkpoint is written;
-        adaptive algorithms update themselves here. Returns extra values for the history."""
-        return {}
-
-    def epoch_stats(self) -> dict:
-        """Extra per-epoch values for the history (an algorithm's temperature, activation rate...)."""
-        return {}
-
-    def settings(self) -> dict:
-        """What defines this objective's computation; a checkpoint resumes only under the same settings."""
-        return {"objective": self.name, "label_smoothing": self.label_smoothing}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     """Learning-rate factor: linear from 1/warmup_steps up to 1, then cosine down to 0 at total_steps."""
     if step < warmup_steps:
@@ -130,19 +85,28 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     )
 
 
-class CheckpointError(RuntimeError):
-    pass
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Warm-up then cosine over the run's full-epoch steps; step it with ``advance_schedule``."""
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps, total_steps))
 
 
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """``weights_only=True``: a checkpoint from elsewhere cannot run code when loaded."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}). Delete it to train this run "
-            "again from the start, or point OUT_DIR somewhere else."
-        ) from exc
+def schedule_position(epoch: int, steps_done: int, epoch_steps: int, full_epoch_steps: int) -> float:
+    """Where the learning-rate schedule stands after ``steps_done`` of an epoch of ``epoch_steps`` steps, in steps of
+    a full epoch: epoch progress, not a step count. An epoch that trains on fewer rows (a pruning rule's, see
+    ``Objective.epoch_indices``) then spans the same stretch of warm-up and cosine as a full epoch, so the run ends
+    at the schedule's end with the same LR per epoch as full training; counting steps would stretch the schedule
+    past the last epoch (the LR would never decay to zero) by however many steps pruning saved. A full epoch gives
+    exactly the step count: epoch * full + steps_done."""
+    return epoch * full_epoch_steps + steps_done * full_epoch_steps / epoch_steps
+
+
+def advance_schedule(scheduler, epoch: int, steps_done: int, epoch_steps: int, full_epoch_steps: int) -> None:
+    """Move the schedule to ``schedule_position``. ``LambdaLR.step`` adds one to ``last_epoch`` and evaluates the
+    factor there; ``last_epoch`` is saved with the scheduler, so a resumed run goes on from the same position."""
+    scheduler.last_epoch = schedule_position(epoch, steps_done, epoch_steps, full_epoch_steps) - 1
+    scheduler.step()
 
 
 @dataclass
@@ -175,43 +139,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.current_stream(device).synchronize()
 
 
-def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objective: Objective | None = None,
-        device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
-        callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
-        train_loader=None, val_loader=None, write_checkpoints: bool = True,
-        checkpoint_minutes: float | None = None, data_fingerprint: str | None = None, sync=None) -> FitResult:
-    """Train ``model`` on ``data.train``, validate each epoch on ``data.val``, keep the best weights.
-
-    ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
-    not fit in memory, e.g. ``image_store.StoreLoader``): anything with ``len``, ``set_epoch`` and
-    batches of (images, labels, indices) on the device. ``write_checkpoints=False`` (data-parallel ranks
-    other than 0) resumes from ``checkpoint_dir`` but never writes to it. ``checkpoint_minutes`` also saves
-    ``last.pt`` inside an epoch once that many minutes have passed since the last save (long epochs on a
-    session with a time limit); resuming from it replays the epoch's batches up to the saved step without
-    training on them (the data order and augmentation draws come from (seed, epoch)), restores the random
-    state and the objective's counters, and ends with the same weights as an uninterrupted run.
-
-    With ``checkpoint_dir`` every epoch is saved (``last.pt``) and the best by validation accuracy
-    (``best.pt``); calling ``fit`` again with the same folder resumes after the last saved epoch and
-    ends with the same weights as an uninterrupted run. On return the model holds the best weights.
-    A checkpoint resumes only with the same configuration, objective settings and data: ``data_fingerprint``
-    (by default ``data.fingerprint()``) is saved in it and compared on resume.
-
-    ``sync`` (a ``distributed.RankSync``; by default the objective's): data-parallel ranks sum their sample
-    counts, training loss/accuracy tallies and GPU energy every epoch, before the checkpoint is written, so
-    ``last.pt`` and ``history.json`` hold the run's counts, not rank 0's.
-
-    Randomness a model draws itself (dropout) comes from this run's own copy of torch's global state
-    (``runtime.RunRandomState``), so runs on threads (``hpmkd.run_concurrently``) do not disturb each other.
-    """
-    device = device or runtime.select_device()
-    precision = runtime.select_precision(device, config.amp)
-    objective = objective or Objective(config.label_smoothing)
-    sync = sync if sync is not None else getattr(objective, "sync", None)
-    runtime.seed_everything(config.seed, config.deterministic)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
-
+def make_loaders(data: ImageSplits | None, config: TrainConfig, device: torch.device, train_loader=None,
+                 val_loader=None):
+    """The in-memory loaders of ``data`` (shuffled and augmented for training), unless given; refuses a training
+    loader with no full batch."""
     if train_loader is None or val_loader is None:
         mean, std = data.channel_stats()
     if train_loader is None:
@@ -221,188 +152,172 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     if val_loader is None:
         val_loader = DeviceLoader(data.val_x, data.val_y, config.eval_batch_size, device, mean, std,
                                   channels_last=config.channels_last)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
+    train_loader.set_epoch(0)  # all rows: the schedule counts in steps of a full epoch
+    if len(train_loader) == 0:
         rows = getattr(train_loader, "num_rows", None)
         held = f"{rows} training images" if rows is not None else "too few training images"
         raise ValueError(f"no training step: {held} make no full batch of {config.batch_size} (the last partial batch "
                          "is dropped). Use more data or a smaller batch size.")
-    if data_fingerprint is None and data is not None:
-        data_fingerprint = data.fingerprint()
-    total_steps = config.epochs * steps_per_epoch
-    warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
-    optimizer = build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps, total_steps))
-    scaler = precision.grad_scaler()
+    return train_loader, val_loader
 
-    history: list[dict] = []
-    best_val, best_epoch, train_seconds, start_epoch = -1.0, -1, 0.0, 0
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    last_path = ckpt_dir / "last.pt" if ckpt_dir else None
-    save_dir = ckpt_dir if write_checkpoints else None
-    if last_path is not None and last_path.exists():
-        state = load_checkpoint(last_path)
-        saved = {k: v for k, v in state["config"].items() if k not in RESUME_FREE_FIELDS}
-        wanted = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
-        if "objective_settings" in state:  # absent in checkpoints written before settings were recorded
-            saved.update(state["objective_settings"])
-            wanted.update(objective.settings())
-        if data_fingerprint is not None:
-            saved["data_fingerprint"], wanted["data_fingerprint"] = state.get("data_fingerprint"), data_fingerprint
-        if saved != wanted:
-            changed = {k: (saved.get(k), wanted.get(k)) for k in wanted if saved.get(k) != wanted.get(k)}
-            if "data_fingerprint" in changed:
-                old = changed["data_fingerprint"][0]
-                raise CheckpointError(
-                    f"{last_path} was trained on other data (fingerprint "
-                    f"{old[:12] + '...' if old else 'not recorded: an older kdlib'} -> {data_fingerprint[:12]}...). "
-                    "Use another OUT_DIR for this data, or delete the folder to start over."
-                )
-            raise CheckpointError(
-                f"{last_path} was written with a different configuration {changed} (saved -> now). "
-                "Use another OUT_DIR for the new configuration, or delete the folder to start over."
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        objective.load_state_dict(state["objective"])
-        history, best_val, best_epoch = state["history"], state["best_val_accuracy"], state["best_epoch"]
-        train_seconds, start_epoch = state["train_seconds"], state["epoch"] + 1
-        mid_epoch = state.get("mid_epoch")
-        if mid_epoch is not None:  # saved inside the epoch: that epoch is resumed, not skipped
-            start_epoch = state["epoch"]
-    else:
-        mid_epoch = None
-    resumed_from = start_epoch
-    meter = meter_for(device)  # the training GPU only; None on a CPU
-    rng = runtime.RunRandomState(device)
+
+def energy_scope(device: torch.device, sync) -> str:
+    """Whose energy the GPU meter reads."""
     group = runtime.concurrent_group_size()
     if sync is not None:
-        energy_scope = f"sum over {sync.world_size} ranks, each metering its own GPU"
-    elif group and group > 1:
-        energy_scope = f"{device} shared by {group} concurrent runs: the group's energy, not this run's"
-    else:
-        energy_scope = f"{device} only"
+        return f"sum over {sync.world_size} ranks, each metering its own GPU"
+    if group and group > 1:
+        return f"{device} shared by {group} concurrent runs: the group's energy, not this run's"
+    return f"{device} only"
 
-    def run_state(epoch: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "objective": objective.state_dict(), "epoch": epoch,
-                "history": history, "best_val_accuracy": best_val, "best_epoch": best_epoch,
-                "train_seconds": train_seconds, "config": config.to_dict(), "objective_settings": objective.settings(),
-                "data_fingerprint": data_fingerprint}
 
-    last_save = time.perf_counter()
-    initial_steps = start_epoch * steps_per_epoch + (mid_epoch["step"] if mid_epoch else 0)
-    bar = tqdm(total=total_steps, initial=initial_steps, desc=desc, disable=not config.progress,
-               dynamic_ncols=True, mininterval=1.0)
-    for epoch in range(start_epoch, config.epochs):
+class EpochTally:
+    """One epoch's training pass: loss and accuracy sums kept on the device (no sync per step), samples seen,
+    wall-clock and GPU energy. ``saved``: the tallies of a mid-epoch checkpoint (``snapshot``), to go on from."""
+
+    def __init__(self, device: torch.device, meter, saved: dict | None = None):
+        self.device, self.meter = device, meter
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.skip, self.seen, self.seconds, self.energy = 0, 0, 0.0, 0.0  # seconds, energy: up to the last snapshot
+        if saved is not None:  # the steps already learned from are skipped; the loader still draws their randomness
+            self.skip, self.seen, self.seconds, self.energy = saved["step"], saved["seen"], saved["seconds"], saved["energy"]
+            self.loss_sum += saved["loss_sum"]
+            self.correct += saved["correct"]
+
+    def start(self) -> None:
+        _sync(self.device)
+        if self.meter is not None:
+            self.meter.start()
+        self.began = self.t0 = time.perf_counter()
+
+    def add(self, out) -> None:
+        n = len(out.targets)
+        self.loss_sum += out.loss.detach().float() * n
+        self.correct += (out.logits.detach().argmax(1) == out.targets).sum()
+        self.seen += n
+
+    def postfix(self, epoch: int, config: TrainConfig, step: int, lr: float) -> dict:
+        seen, elapsed = max(self.seen, 1), max(time.perf_counter() - self.began, 1e-9)
+        return dict(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{self.loss_sum.item() / seen:.4f}",
+                    acc=f"{self.correct.item() / seen:.4f}", lr=f"{lr:.4f}",
+                    img_s=f"{(step + 1 - self.skip) * config.batch_size / elapsed:.0f}")
+
+    def stop(self) -> tuple[float, float | None]:
+        """Wall-clock and GPU energy of the pass so far (energy None if any part could not be read)."""
+        _sync(self.device)
+        part = self.meter.stop() if self.meter is not None else None
+        now = time.perf_counter()
+        seconds, self.t0 = self.seconds + now - self.t0, now
+        return seconds, None if self.energy is None or part is None else self.energy + part
+
+    def snapshot(self, step: int, rng) -> dict:
+        """The tallies after ``step`` steps, for a mid-epoch checkpoint; the clock and the meter go on."""
+        self.seconds, self.energy = self.stop()
+        if self.meter is not None:
+            self.meter.start()
+        return {"step": step, "seen": self.seen, "loss_sum": self.loss_sum.item(), "correct": int(self.correct.item()),
+                "seconds": self.seconds, "energy": self.energy, "rng": rng.cpu_state, "cuda_rng": rng.cuda_state}
+
+    def totals(self, stats: dict, energy: float | None, sync) -> tuple:
+        """(loss sum, correct, seen, forwarded, backpropagated, energy) of the epoch: with ``sync``, the ranks'
+        sums (energy None if any rank could not read its GPU)."""
+        forwarded, backpropagated = stats.get("samples_forwarded", self.seen), stats.get("samples_backpropagated", self.seen)
+        if sync is None:
+            return self.loss_sum.item(), self.correct.item(), self.seen, forwarded, backpropagated, energy
+        totals = sync.sum(torch.tensor([self.loss_sum.item(), self.correct.item(), self.seen, forwarded, backpropagated,
+                                        float("nan") if energy is None else energy],
+                                       dtype=torch.float64, device=self.device)).tolist()
+        return (totals[0], totals[1], *(int(round(v)) for v in totals[2:5]), None if math.isnan(totals[5]) else totals[5])
+
+
+def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objective: Objective | None = None,
+        device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
+        callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",
+        train_loader=None, val_loader=None, write_checkpoints: bool = True,
+        checkpoint_minutes: float | None = None, data_fingerprint: str | None = None, sync=None) -> FitResult:
+    """Train ``model`` on ``data.train``, validate each epoch on ``data.val``; on return it holds the best weights.
+
+    ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (data that does not fit in
+    memory, e.g. ``image_store.StoreLoader``): anything with ``len``, ``set_epoch`` and batches of (images,
+    labels, indices) on the device, and ``set_epoch(epoch, indices=rows)`` where the objective trains an epoch on part of
+    the rows (``Objective.epoch_indices``). ``checkpoint_dir`` saves every epoch and resumes an interrupted run to the
+    same weights, ``write_checkpoints=False`` resumes without writing, ``checkpoint_minutes`` also saves inside
+    an epoch, and ``data_fingerprint`` (by default ``data.fingerprint()``) guards resuming (``kdlib.checkpoint``).
+    ``sync`` (a ``distributed.RankSync``; by default the objective's): data-parallel ranks sum their counts, loss
+    and accuracy tallies and GPU energy every epoch, before the checkpoint is written. What a model draws itself
+    (dropout) comes from this run's own ``runtime.RunRandomState``, so runs on threads do not disturb each other.
+    """
+    device = device or runtime.select_device()
+    precision = runtime.select_precision(device, config.amp)
+    objective = objective or Objective(config.label_smoothing)
+    sync = sync if sync is not None else getattr(objective, "sync", None)
+    runtime.seed_everything(config.seed, config.deterministic)
+    model.to(device=device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    train_loader, val_loader = make_loaders(data, config, device, train_loader, val_loader)
+    steps_per_epoch = len(train_loader)
+    if data_fingerprint is None and data is not None:
+        data_fingerprint = data.fingerprint()
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scaler = precision.grad_scaler()
+    checkpoints = Checkpoints(checkpoint_dir, model, optimizer, scheduler, scaler, objective, config, data_fingerprint,
+                              write_checkpoints, checkpoint_minutes)
+    progress = checkpoints.resume()
+    resumed_from, scope = progress.start_epoch, energy_scope(device, sync)
+    meter, rng = meter_for(device), runtime.RunRandomState(device)  # the training GPU's meter (None on a CPU)
+    bar = tqdm(total=config.epochs * steps_per_epoch, initial=progress.steps_done(steps_per_epoch), desc=desc,
+               disable=not config.progress, dynamic_ncols=True, mininterval=1.0)
+    for epoch in range(progress.start_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.
         rng.seed(config.seed * 1_000_003 + epoch)  # as torch.manual_seed did, in this run's own copy
-        train_loader.set_epoch(epoch)
+        rows = objective.epoch_indices(epoch)  # a pruning rule's rows for this epoch, None for all
+        if rows is None:
+            train_loader.set_epoch(epoch)
+        else:
+            train_loader.set_epoch(epoch, indices=rows)
+        epoch_steps = len(train_loader)
         objective.on_epoch_start(epoch)
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen, skip, carried_seconds, carried_energy = 0, 0, 0.0, 0.0
-        if mid_epoch is not None and epoch == start_epoch:
-            skip, seen = mid_epoch["step"], mid_epoch["seen"]
-            loss_sum += mid_epoch["loss_sum"]
-            correct += mid_epoch["correct"]
-            carried_seconds, carried_energy = mid_epoch["seconds"], mid_epoch["energy"]
-            objective.load_state_dict(state["objective"])  # its counters for the part of the epoch already done
-            rng.load(mid_epoch["rng"], mid_epoch.get("cuda_rng"))
-        _sync(device)
-        if meter is not None:
-            meter.start()
-        t0 = time.perf_counter()
+        resuming = progress.mid_epoch is not None and epoch == resumed_from
+        tally = EpochTally(device, meter, checkpoints.restore_mid_epoch(progress, rng) if resuming else None)
+        tally.start()
         for step, (x, y, index) in enumerate(train_loader):
-            if step < skip:
-                continue  # already learned from before the interruption; the loader still drew its randomness
+            if step < tally.skip:
+                continue  # learned from before the interruption
             with precision.autocast(), rng.active():
                 out = objective.step(model, x, y, index)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            scheduler.step()
-            n = len(out.targets)
-            loss_sum += out.loss.detach().float() * n
-            correct += (out.logits.detach().argmax(1) == out.targets).sum()
-            seen += n
+            advance_schedule(scheduler, epoch, step + 1, epoch_steps, steps_per_epoch)
+            tally.add(out)
             bar.update(1)
-            if step % 25 == 0 or step == steps_per_epoch - 1:
-                elapsed = time.perf_counter() - t0
-                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss_sum.item() / max(seen, 1):.4f}",
-                                acc=f"{correct.item() / max(seen, 1):.4f}", lr=f"{scheduler.get_last_lr()[0]:.4f}",
-                                img_s=f"{(step + 1 - skip) * config.batch_size / max(elapsed, 1e-9):.0f}")
-            if (checkpoint_minutes is not None and save_dir and step < steps_per_epoch - 1
-                    and time.perf_counter() - last_save >= 60 * checkpoint_minutes):
-                _sync(device)
-                part_energy = meter.stop() if meter is not None else None
-                if meter is not None:
-                    meter.start()
-                carried_energy = None if carried_energy is None or part_energy is None else carried_energy + part_energy
-                mid = {"step": step + 1, "seen": seen, "loss_sum": loss_sum.item(), "correct": int(correct.item()),
-                       "seconds": carried_seconds + time.perf_counter() - t0, "energy": carried_energy,
-                       "rng": rng.cpu_state, "cuda_rng": rng.cuda_state}
-                carried_seconds, t0 = mid["seconds"], time.perf_counter()
-                atomic_save({**run_state(epoch), "mid_epoch": mid}, last_path)
-                last_save = time.perf_counter()
-        _sync(device)
-        epoch_seconds = carried_seconds + time.perf_counter() - t0
-        energy = meter.stop() if meter is not None else None
-        if energy is not None:  # plus the parts measured before mid-epoch saves (None if any was unavailable)
-            energy = None if carried_energy is None else energy + carried_energy
-        train_seconds += epoch_seconds
+            if step % 25 == 0 or step == epoch_steps - 1:
+                bar.set_postfix(tally.postfix(epoch, config, step, scheduler.get_last_lr()[0]))
+            if checkpoints.mid_epoch_due(step, epoch_steps):
+                checkpoints.save_mid_epoch(epoch, progress, tally.snapshot(step + 1, rng))
+        epoch_seconds, energy = tally.stop()
+        progress.train_seconds += epoch_seconds
         val_logits, val_labels = predict_logits(model, val_loader, precision)
         val_loss, val_acc = loss_and_accuracy(val_logits, val_labels)
         adaptive_stats = objective.on_validation(epoch, val_logits, val_labels)
         stats = objective.epoch_stats()
-        forwarded, backpropagated = stats.get("samples_forwarded", seen), stats.get("samples_backpropagated", seen)
-        loss_total, correct_total, seen_total = loss_sum.item(), correct.item(), seen
-        if sync is not None:  # the run's counts are the ranks' sums, in the checkpoint written below too
-            totals = sync.sum(torch.tensor([loss_total, correct_total, seen, forwarded, backpropagated,
-                                            float("nan") if energy is None else energy],
-                                           dtype=torch.float64, device=device)).tolist()
-            loss_total, correct_total = totals[0], totals[1]
-            seen_total, forwarded, backpropagated = (int(round(v)) for v in totals[2:5])
-            energy = None if math.isnan(totals[5]) else totals[5]  # None if any rank could not read its GPU
-        record = {
-            "epoch": epoch + 1,
-            "lr": scheduler.get_last_lr()[0],
-            "train_loss": loss_total / max(seen_total, 1),
-            "train_accuracy": correct_total / max(seen_total, 1),
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "epoch_seconds": epoch_seconds,
-            "images_per_second": steps_per_epoch * config.batch_size / max(epoch_seconds, 1e-9),
-            "energy_joules": energy,
-            "energy_scope": energy_scope if energy is not None else None,
-            **adaptive_stats,
-            **stats,
-            "samples_forwarded": forwarded,
-            "samples_backpropagated": backpropagated,
-        }
-        history.append(record)
-        if val_acc > best_val:
-            best_val, best_epoch = val_acc, epoch
-            if save_dir:
-                atomic_save({"model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}, ckpt_dir / "best.pt")
-            else:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if save_dir:
-            atomic_save(run_state(epoch), last_path)
-            atomic_write_json(history, ckpt_dir / "history.json")
-            last_save = time.perf_counter()
+        loss_sum, correct, seen, forwarded, backpropagated, energy = tally.totals(stats, energy, sync)
+        record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
+                  "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                  "val_loss": val_loss, "val_accuracy": val_acc, "epoch_seconds": epoch_seconds,
+                  "images_per_second": epoch_steps * config.batch_size / max(epoch_seconds, 1e-9),
+                  "energy_joules": energy, "energy_scope": scope if energy is not None else None,
+                  **adaptive_stats, **stats, "samples_forwarded": forwarded, "samples_backpropagated": backpropagated}
+        progress.history.append(record)
+        if val_acc > progress.best_val_accuracy:
+            progress.best_val_accuracy, progress.best_epoch = val_acc, epoch
+        checkpoints.save_epoch(epoch, progress)
         for callback in callbacks:
             callback(epoch, record)
     bar.close()
-
-    if ckpt_dir and not write_checkpoints:
-        pass  # a non-writing rank keeps its last weights; rank 0 holds (and evaluates) the best
-    elif ckpt_dir and (ckpt_dir / "best.pt").exists():
-        model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", map_location=device)["model"])
-    elif best_epoch >= 0 and resumed_from < config.epochs:
-        model.load_state_dict(best_state)
-    return FitResult(history, best_epoch, best_val, train_seconds, resumed_from)
+    checkpoints.restore_best(device)
+    return FitResult(progress.history, progress.best_epoch, progress.best_val_accuracy, progress.train_seconds,
+                     resumed_from)

@@ -62,7 +62,7 @@ def library(fn):
         from kdlib.data.splits import CorruptDataError, DataNotFoundError
         from kdlib.fileio import WriteError
         from kdlib.runs import DamagedRunError, RunMismatchError
-        from kdlib.train import CheckpointError
+        from kdlib.checkpoint import CheckpointError
 
         kdlib_errors = (CorruptDataError, DataNotFoundError, WriteError, RunMismatchError, DamagedRunError,
                         CheckpointError)

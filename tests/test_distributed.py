@@ -8,6 +8,7 @@ import torch.nn as nn
 from conftest import tiny_splits
 from kdlib.data.device_loader import DeviceLoader
 from kdlib.distributed import RankSync, ShardedLoader, launch, sync_batchnorm
+from kdlib.sparse import make_selective_objective
 from kdlib.sparse.controller import PIController
 from kdlib.sparse.objective import ASTObjective
 from kdlib.train import TrainConfig, fit
@@ -22,7 +23,10 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
 
 
-def _train(rank: int, world_size: int, scoring: str = "forward"):
+OTHER_RULES = {"infobatch": dict(epochs=CONFIG.epochs, prune_ratio=0.5), "selective-backprop": dict(rate=0.5)}
+
+
+def _train(rank: int, world_size: int, scoring: str = "forward", rule: str = "ast"):
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
@@ -36,14 +40,18 @@ def _train(rank: int, world_size: int, scoring: str = "forward"):
         loader, sync, model = ShardedLoader(loader, rank, world_size), RankSync(), DistributedDataParallel(model)
     # size_bucket=1: no rounding of the learning-pass size. Rounded, each rank rounds its own part (the shapes its
     # device sees), which one process cannot reproduce.
-    objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring=scoring, warmup_epochs=1, sync=sync,
-                             size_bucket=1)
+    if rule == "ast":
+        objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring=scoring, warmup_epochs=1, sync=sync,
+                                 size_bucket=1)
+    else:
+        objective = make_selective_objective(rule, None, len(data.train_y), scoring=scoring, warmup_epochs=1, sync=sync,
+                                             size_bucket=1, **OTHER_RULES[rule])
     result = fit(model, data, CONFIG, objective, torch.device("cpu"), train_loader=loader)
     module = model.module if world_size > 1 else model
     thresholds = [t for h in result.history for t in h["batch_thresholds"]]
     selected = [h["samples_backpropagated"] for h in result.history]
     return {"state": {k: v.clone() for k, v in module.state_dict().items()}, "thresholds": thresholds,
-            "selected": selected, "table": objective.stale_scores.clone()}
+            "selected": selected, "table": None if objective.table is None else objective.table.clone()}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +85,18 @@ def test_stale_scoring_on_two_ranks_equals_one_process():
     assert a["selected"] == b["selected"] == single["selected"]  # fit sums the ranks' counts every epoch
     assert a["thresholds"] == b["thresholds"]
     assert a["thresholds"] == pytest.approx(single["thresholds"], abs=1e-9)
+    for k, v in single["state"].items():
+        assert torch.allclose(a["state"][k], v, atol=1e-5), k
+
+
+@pytest.mark.parametrize("rule", sorted(OTHER_RULES))
+def test_other_rules_on_two_ranks_equal_one_process(rule):
+    # infobatch: every rank's loss table is the global one, so the ranks prune the same rows; selective backprop: the
+    # ranks draw from the global batch's losses and share one loss history
+    a, b = launch(_train, 2, "forward", rule, backend="gloo")
+    single = _train(0, 1, "forward", rule)
+    assert a["selected"] == b["selected"] == single["selected"]
+    assert single["selected"][1] < 128  # the rule did select
     for k, v in single["state"].items():
         assert torch.allclose(a["state"][k], v, atol=1e-5), k
 

@@ -119,9 +119,10 @@ def test_p_values_against_kd_and_the_ablation_table():
     comparison = report.compare_methods(results, "hpmkd", "kd")
     assert comparison["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: 2 * (1/2)^3
     costs = [{"method": "hpmkd", "seeds": [0, 1, 2], "wall_seconds": 3.0},
-             {"method": "hpmkd-no-cache", "seeds": [0], "wall_seconds": 2.0}]
+             {"method": "hpmkd-no-cache", "seeds": [0], "wall_seconds": 2.0, "plan": {"text": "not re-planned"}}]
     table = report.ablation_frame(results, costs)
     assert list(table["method"]) == ["hpmkd", "hpmkd-no-cache", "kd"]
+    assert list(table["plan"]) == ["", "not re-planned", ""]  # each variant says whether it was re-planned
     assert list(table["seeds"]) == [1, 1, 1]  # everything on the ablation's seed
     assert table.iloc[1]["vs hpmkd (points)"] == "+0.00" and table.iloc[2]["vs hpmkd (points)"] == "-3.00"
 

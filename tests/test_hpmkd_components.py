@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from conftest import tiny_splits
 from kdlib import runtime
-from kdlib.distill.cache import LogitCache, model_digest, teacher_logits, tensor_digest
-from kdlib.distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, TeacherSource, choose_configuration,
-                                 geometric_sizes, probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
+from kdlib.distill.cache import LogitCache, model_digest, tensor_digest
+from kdlib.distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, choose_configuration, geometric_sizes,
+                                 probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
 from kdlib.distill.kd import KDObjective, kd_loss
 from kdlib.distill.multi_teacher import mixture_probs, multi_teacher_kd_loss, teacher_weights
+from kdlib.distill.teacher_source import TeacherSource, teacher_logits
 from kdlib.distill.temperature import MetaTemperature, soft_kl
 from kdlib.models import count_parameters, create_model
 from kdlib.train import TrainConfig, fit
@@ -109,14 +110,39 @@ def _teacher_table(data, seed=3):
     return torch.randn(len(data.train_y), 4) * 3
 
 
-def test_all_off_step_equals_kd_step():
+def test_all_off_step_equals_kd_step(tmp_path):
+    """With every switch off, the student's objective as the pipeline builds it (``plan``, then
+    ``student_objective`` with the plan's teachers, T and alpha) takes Hinton KD's step from the teacher,
+    written out here with torch ops: alpha T^2 KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) CE(s, y)."""
+    from kdlib.experiments import hpmkd_pipeline as steps
+
+    data = tiny_splits()
+    # Switches off, these cannot act; left on by mistake, each would change the step: a probe grid away from
+    # (4, 0.7), an assistant accepted whatever it gains.
+    settings = HPMKDSettings(max_assistants=1, chain_epsilon=-1.0, assistant_epochs=1, chain_probe_epochs=1,
+                             temperatures=(2.0,), alphas=(0.5,), probe_epochs=1).all_off()
+    config = TrainConfig(epochs=1, batch_size=32, progress=False, channels_last=False,
+                         augment_shift=1.0)  # augmented: the teacher runs live on the batch given below
     torch.manual_seed(0)
-    model = create_model("simplecnn", 4, 1)
-    x, y, index = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,)), torch.arange(16)
-    table = torch.randn(16, 4)
-    kd = KDObjective(None, 4.0, 0.7, teacher_logits=table).step(model, x, y, index)
-    hp = HPMKDObjective([TeacherSource("teacher", table=table)], 4.0, 0.7).step(model, x, y, index)
-    assert torch.equal(kd.loss, hp.loss)
+    teacher = create_model("mobilenet_student", 4, 1, width=2.0)
+    ctx = steps.HPMKDContext(data, tmp_path, CPU, teacher, "mobilenet_student", config, 4.0, 0.7, settings, [0])
+    decisions = steps.plan(ctx)
+    objective = steps.student_objective(ctx, decisions["_stages"], settings.components, decisions["temperature"],
+                                         decisions["alpha"], ctx.cache(False))
+    torch.manual_seed(1)
+    student = create_model("mobilenet_student", 4, 1)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+    out = objective.step(student, x, y, torch.arange(16))
+
+    T, alpha = 4.0, 0.7
+    s = out.logits.detach().float()
+    with torch.no_grad():
+        t = teacher.eval()(x).float()
+    p_t = torch.exp(t / T) / torch.exp(t / T).sum(1, keepdim=True)
+    log_p_s = s / T - torch.log(torch.exp(s / T).sum(1, keepdim=True))
+    kl = (p_t * (torch.log(p_t) - log_p_s)).sum(1).mean()
+    ce = (torch.log(torch.exp(s).sum(1)) - s[torch.arange(16), y]).mean()
+    assert out.loss.item() == pytest.approx((alpha * T**2 * kl + (1 - alpha) * ce).item(), rel=1e-5)
 
 
 def test_all_off_training_gives_kd_weights_bit_for_bit():
@@ -210,7 +236,7 @@ def test_choose_configuration_prefers_accuracy_then_loss_then_order():
 
 def _cache_logits(cache, model, x):
     precision = runtime.select_precision(CPU, "auto")
-    return teacher_logits(cache, model, x, [0.5], [0.25], CPU, precision, view="train", channels_last=False)
+    return teacher_logits(model, x, [0.5], [0.25], CPU, precision, view="train", channels_last=False, cache=cache)
 
 
 def test_cache_keys_on_content_not_identity(tmp_path):

@@ -2,14 +2,16 @@
 hits, cost records that survive a re-run, and 'all switches off' giving KD's student."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import tiny_splits
+from kdlib import runs
 from kdlib.distill.hpmkd import COMPONENTS, HPMKDSettings
-from kdlib.experiments import hpmkd as steps
+from kdlib.experiments import hpmkd_pipeline as steps
 from kdlib.experiments import mnist_kd
 from kdlib.experiments.common import train_and_test
 from kdlib.train import TrainConfig
@@ -72,6 +74,28 @@ def test_every_variant_removes_exactly_its_component(tiny_world):
     assert all("next_temperature" in h for h in full[0]["history"])
     no_config = variants["config_manager"][0][0]
     assert (no_config["initial_temperature"], no_config["alpha"]) == (4.0, 0.7)
+
+
+def test_a_component_that_takes_part_in_planning_is_removed_from_the_plan_too(tiny_world):
+    ctx, decisions, variants = tiny_world
+    assert decisions["alpha"] == 0.5  # the probes' only alpha: hpmkd's assistant is distilled at alpha 0.5
+    plans = {c: variants[c][1]["plan"] for c in COMPONENTS}
+    assert all(plans[c]["replanned"] for c in steps.REPLANNED)
+    assert not plans["parallel"]["replanned"] and not plans["cache"]["replanned"]
+    assert "not re-planned" in plans["cache"]["text"]
+    # Without the configuration manager the assistants are distilled at the default T and alpha, not the probed ones.
+    no_config = json.loads((ctx.out / "hpmkd" / "plan-hpmkd-no-config-manager.json").read_text())
+    assert (no_config["temperature"], no_config["alpha"], no_config["probes"]) == (4.0, 0.7, [])
+    assert [c["assistants"] for c in no_config["chain_candidates"]] == [0, 1]
+    assert (runs.run_dir(ctx.out, "assistant1of1-T4-a0.7", 0) / "record.json").exists()
+    # Without the chain, T and alpha are hpmkd's; without multi-teacher or the meta-temperature the chain is
+    # scored by students without them (their own probe runs).
+    assert (plans["progressive"]["assistants"], plans["progressive"]["temperature"]) == (0, decisions["temperature"])
+    for component in ("multi_teacher", "meta_temperature"):
+        own = json.loads((ctx.out / "hpmkd" / f"plan-{steps.method_name(component)}.json").read_text())
+        assert own["temperature"] == decisions["temperature"] and len(own["chain_candidates"]) == 2
+        assert (runs.run_dir(ctx.out, "chain1-probe-" + steps.method_name(component)[len("hpmkd-"):], 0)
+                / "record.json").exists()
 
 
 def test_parallel_and_cache_change_cost_not_results(tiny_world):

@@ -15,12 +15,13 @@ import torch
 from conftest import HOJJATK_NAMES, idx_bytes, tiny_splits, write_idx_dataset
 from kdlib import fileio, report, runs
 from kdlib.__main__ import main
+from kdlib.checkpoint import CheckpointError
 from kdlib.data.device_loader import DeviceLoader
 from kdlib.data.mnist import find_mnist_files, load_mnist
 from kdlib.data.splits import CorruptDataError
 from kdlib.experiments import cifar10_ast, imagenet100_ast, mnist_kd
 from kdlib.experiments.common import train_and_test
-from kdlib.train import CheckpointError, TrainConfig, fit
+from kdlib.train import TrainConfig, fit
 
 CPU = torch.device("cpu")
 CONFIG = TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.5, progress=False)

@@ -61,7 +61,7 @@ def test_stale_mode_has_no_scoring_forward_and_learns_each_sample_first():
     # unseen samples score +inf: in the first epoch every sample is selected
     assert result.history[0]["samples_backpropagated"] == 128
     assert result.history[2]["samples_backpropagated"] < 128
-    assert torch.isfinite(objective.stale_scores).all()
+    assert torch.isfinite(objective.table).all()
     assert result.history[2]["samples_forwarded"] == result.history[2]["samples_backpropagated"]
 
 
@@ -72,13 +72,37 @@ def test_random_control_selects_at_the_target_rate():
     assert all(r["samples_backpropagated"] == 4 * 8 for r in result.history)  # 25% of each 32-sample batch
 
 
+class Interrupt(Exception):
+    pass
+
+
 def test_controller_state_survives_a_checkpoint(tmp_path):
+    """A run stopped after its second of four epochs and resumed ends as the uninterrupted run: same weights, same
+    controller state, same stale table."""
     data = tiny_data(n_train=128, n_val=48)
-    a = ASTObjective(128, warmup_epochs=0, scoring="stale")
-    fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), a, device=torch.device("cpu"), checkpoint_dir=tmp_path)
-    b = ASTObjective(128, warmup_epochs=0, scoring="stale")
-    fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), b, device=torch.device("cpu"), checkpoint_dir=tmp_path)
-    assert b.controller.threshold == a.controller.threshold and torch.equal(b.stale_scores, a.stale_scores)
+    config = TrainConfig(epochs=4, **CFG)
+
+    def run(folder, callbacks=()):
+        torch.manual_seed(0)
+        model = BatchSizeRecorder()
+        objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=1, scoring="stale")
+        fit(model, data, config, objective, device=torch.device("cpu"), checkpoint_dir=folder, callbacks=callbacks)
+        return model, objective
+
+    reference_model, reference = run(tmp_path / "a")
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tmp_path / "b", (stop,))
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 1  # stopped half-way
+    model, resumed = run(tmp_path / "b")
+    assert resumed.controller.state_dict() == reference.controller.state_dict()
+    assert reference.controller.integral != 0  # the controller did work after the interruption
+    assert torch.equal(resumed.table, reference.table)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in reference_model.state_dict().items())
 
 
 def test_bad_settings():
@@ -97,7 +121,7 @@ def test_keep_low_rescaling_is_unbiased_and_off_changes_nothing():
     objective.on_epoch_start(0)
     estimates = []
     for _ in range(4000):
-        chosen, weights, _ = objective._select_unbiased(scores)
+        chosen, weights = objective.rule.choose(scores, objective._epoch_generator("cpu"))
         estimates.append((losses[chosen] * weights).sum() / 32)
         assert torch.all(torch.isin(torch.nonzero(scores >= 1.5).flatten(), chosen))  # passed samples always kept
     assert torch.stack(estimates).mean().item() == pytest.approx(losses.mean().item(), rel=0.02)
@@ -123,7 +147,8 @@ def test_keep_low_learns_from_more_samples_at_the_same_target():
 def test_random_control_draws_new_positions_each_batch():
     objective = ASTObjective(64, PIController(target=0.25), random_selection=True)
     objective.on_epoch_start(0)
-    picks = {tuple(sorted(objective._random_pick(32, "cpu").tolist())) for _ in range(10)}
+    generator = objective._epoch_generator("cpu")
+    picks = {tuple(sorted(objective.rule.pick(32, torch.arange(32), 8, generator)[0].tolist())) for _ in range(10)}
     assert len(picks) > 1
 
 

@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from conftest import tiny_splits
 from kdlib.data.splits import ImageSplits
-from kdlib.train import CheckpointError, TrainConfig, fit, warmup_cosine
+from kdlib.checkpoint import CheckpointError
+from kdlib.train import TrainConfig, fit, warmup_cosine
 
 
 def tiny_data(n_train=96, n_val=32, n_test=32, seed=0) -> ImageSplits:

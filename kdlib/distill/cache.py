@@ -9,6 +9,7 @@ What is cached: logits of *un-augmented* views only (the training set when stude
 augmentation, and the validation set, which the meta-temperature scheduler and the multi-teacher
 weights read every epoch). With random augmentation each training batch is a new view, so the teacher
 runs live on it; fixing the augmentations in advance to make them cacheable would change the training.
+Which teacher logits go through the cache is ``teacher_source``'s choice.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..train import CheckpointError, atomic_save, load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..fileio import atomic_save
 
 
 def _update_with_tensor(h, t: torch.Tensor) -> None:
@@ -103,19 +105,3 @@ class LogitCache:
         if path is not None:
             atomic_save({"logits": logits, "seconds": seconds, "parts": parts}, path)
         return logits
-
-
-def teacher_logits(cache: LogitCache, teacher: nn.Module, x_uint8: torch.Tensor, mean, std, device: torch.device,
-                   precision, view: str, batch_size: int = 1024, channels_last: bool = True) -> torch.Tensor:
-    """The teacher's float32 logits (CPU) for every image of ``x_uint8``, un-augmented, in order."""
-    from ..data.device_loader import DeviceLoader
-    from ..evaluate import predict_logits
-
-    def compute() -> torch.Tensor:
-        labels = torch.zeros(len(x_uint8), dtype=torch.long)
-        loader = DeviceLoader(x_uint8, labels, batch_size, device, mean, std, channels_last=channels_last)
-        return predict_logits(teacher, loader, precision)[0]
-
-    parts = {"teacher": model_digest(teacher), "inputs": tensor_digest(x_uint8), "mean": list(map(float, mean)),
-             "std": list(map(float, std)), "precision": getattr(precision, "name", str(precision)), "view": view}
-    return cache.get_or_compute(parts, compute)

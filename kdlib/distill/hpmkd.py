@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-import torch.nn as nn
 
 from .. import runtime
-from ..train import Objective, StepOutput
+from ..objective import Objective, StepOutput
 from .kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, kd_loss
 from .multi_teacher import mixture_probs, multi_teacher_kd_loss, teacher_weights
+from .teacher_source import TeacherSource
 from .temperature import MetaTemperature, soft_kl
 
 COMPONENTS = ("progressive", "meta_temperature", "multi_teacher", "config_manager", "parallel", "cache")
@@ -86,28 +86,6 @@ class HPMKDSettings:
         d = dataclasses.asdict(self)
         d["temperatures"], d["alphas"] = list(self.temperatures), list(self.alphas)
         return d
-
-
-class TeacherSource:
-    """Logits of one frozen teacher for a batch: from a table indexed by dataset position (training
-    without augmentation: computed once) or from the live model (each augmented batch is a new view)."""
-
-    def __init__(self, name: str, model: nn.Module | None = None, table: torch.Tensor | None = None):
-        if model is None and table is None:
-            raise ValueError(f"teacher {name!r} needs a model or a table of logits")
-        self.name, self.model, self.table = name, model, table
-        if model is not None:
-            model.eval()
-            model.requires_grad_(False)
-
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        if self.table is not None:
-            if self.table.device != index.device:
-                self.table = self.table.to(index.device)
-            return self.table[index]
-        self.model.eval()
-        with torch.no_grad():
-            return self.model(x)
 
 
 class HPMKDObjective(Objective):
@@ -297,5 +275,5 @@ def run_concurrently(jobs: Sequence[Callable[[], object]], device: torch.device 
     return results
 
 
-__all__ = ["COMPONENTS", "HPMKDSettings", "TeacherSource", "HPMKDObjective", "geometric_sizes", "width_for_parameters",
+__all__ = ["COMPONENTS", "HPMKDSettings", "HPMKDObjective", "geometric_sizes", "width_for_parameters",
            "stop_adding_stages", "probe_grid", "choose_configuration", "run_concurrently"]

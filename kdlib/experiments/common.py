@@ -12,7 +12,9 @@ from ..data.device_loader import DeviceLoader
 from ..data.splits import ImageSplits
 from ..evaluate import confusion_matrix, loss_and_accuracy, per_class_accuracy, predict_logits
 from ..models import count_parameters, create_model
-from ..train import FitResult, Objective, TrainConfig, atomic_write_json, fit
+from ..objective import Objective
+from ..fileio import atomic_write_json
+from ..train import FitResult, TrainConfig, fit
 
 
 def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:

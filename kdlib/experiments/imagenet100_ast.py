@@ -27,11 +27,12 @@ from ..data import image_store, imagenet100
 from ..data.discovery import DataSource, embedded_source
 from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoader
 from ..evaluate import predict_logits
+from ..fileio import atomic_write_json
 from ..models import count_parameters, create_model
 from ..report import build_results
 from ..sparse.reporting import add_cost_ratios
 from ..sparse import ASTObjective, PIController
-from ..train import FitResult, TrainConfig, atomic_write_json, fit
+from ..train import FitResult, TrainConfig, fit
 from .common import make_ast_config, prepare_out_dir
 
 EXPERIMENT = "imagenet100-ast"

@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 
 from .. import runtime
-from ..data.device_loader import DeviceLoader
 from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import DIGITS_NAME, load_digits_28, load_mnist, mnist_source
 from ..data.splits import ImageSplits
 from ..distill.hpmkd import COMPONENTS, HPMKDSettings
-from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective, precompute_teacher_logits
+from ..distill.kd import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, KDObjective
+from ..distill.teacher_source import teacher_source
 from ..report import build_results
 from ..train import TrainConfig
-from . import hpmkd as hpmkd_steps
+from . import hpmkd_pipeline
 from .common import check_seeds, prepare_out_dir, train_and_test
 
 EXPERIMENT = "mnist-kd"
@@ -166,33 +166,27 @@ def train_student(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: P
         raise ValueError(f"unknown student method {method!r}")
     if teacher is None:
         raise ValueError("the 'kd' student needs the trained teacher")
-    table = None
-    if config.augmentation() is None:
-        # Without augmentation the student always sees the same inputs: one teacher pass serves all epochs.
-        mean, std = data.channel_stats()
-        loader = DeviceLoader(data.train_x, data.train_y, config.eval_batch_size, device, mean, std,
-                              channels_last=config.channels_last)
-        table = precompute_teacher_logits(teacher, loader, runtime.select_precision(device, config.amp))
-    objective = KDObjective(teacher, cfg.temperature, cfg.alpha, config.label_smoothing, teacher_logits=table)
+    objective = KDObjective(teacher_source("teacher", teacher, data, config, device), cfg.temperature, cfg.alpha,
+                            config.label_smoothing)
     return train_and_test("kd", cfg.student_model, data, config, out_dir, device, objective=objective)
 
 
 def hpmkd_context(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device,
-                  teacher: torch.nn.Module) -> hpmkd_steps.HPMKDContext:
-    return hpmkd_steps.HPMKDContext(data, Path(out_dir), device, teacher, cfg.student_model, cfg.student,
+                  teacher: torch.nn.Module) -> hpmkd_pipeline.HPMKDContext:
+    return hpmkd_pipeline.HPMKDContext(data, Path(out_dir), device, teacher, cfg.student_model, cfg.student,
                                     cfg.temperature, cfg.alpha, cfg.hpmkd, list(cfg.seeds))
 
 
 def plan_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher) -> dict:
     """HPM-KD's decisions (chain length, T and alpha), from probe runs on the validation split."""
-    return hpmkd_steps.plan(hpmkd_context(cfg, data, out_dir, device, teacher))
+    return hpmkd_pipeline.plan(hpmkd_context(cfg, data, out_dir, device, teacher))
 
 
 def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher, decisions: dict,
                 removed: str | None = None) -> tuple[list[dict], dict]:
     """Full HPM-KD (``removed`` None) on every seed, or HPM-KD without one component on the ablation seeds."""
     seeds = cfg.seeds if removed is None or cfg.ablation_seed_count is None else cfg.seeds[:cfg.ablation_seed_count]
-    return hpmkd_steps.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
+    return hpmkd_pipeline.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
 
 
 def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device, **extra) -> dict:

@@ -1,20 +1,24 @@
-"""HPM-KD on an image-classification split: plan the chain and the configuration once, then train the
-students of every variant (full HPM-KD and each component removed in turn).
+"""HPM-KD on an image-classification split: plan the chain and the configuration, then train the students
+of every variant (full HPM-KD and each component removed in turn).
 
-Decisions are made once, on the validation split with the first seed, by the full pipeline: how many
-assistants (the chain) and which T and alpha (the configuration manager). Each ablation variant then
-switches one component off in the students' training and reuses the other decisions:
+The plan is made on the validation split with the first seed: which T and alpha (the configuration manager),
+then how many assistants (the chain). Each ablation variant switches one component off in the students'
+training and, where the component takes part in planning, in the plan too (``REPLANNED``):
 
-    hpmkd-no-progressive       students learn from the teacher alone
+    hpmkd-no-progressive       students learn from the teacher alone; no chain is grown
     hpmkd-no-multi-teacher     students learn from the last assistant (and the teacher, equally, when
-                               ``student_sees_teacher``): no per-sample weights
-    hpmkd-no-meta-temperature  T stays at its initial value
-    hpmkd-no-config-manager    T and alpha are the configured defaults, not the probed ones
-    hpmkd-no-parallel          the seeds' students train one after another
-    hpmkd-no-cache             every student computes its teachers' logits itself
+                               ``student_sees_teacher``): no per-sample weights; the chain is grown again,
+                               scored by students without them
+    hpmkd-no-meta-temperature  T stays at its initial value; the chain is grown again, scored without it
+    hpmkd-no-config-manager    T and alpha are the configured defaults, and the chain is grown again at them
+                               (its assistants distilled at the defaults, not at the probed values)
+    hpmkd-no-parallel          the seeds' students train one after another     } hpmkd's plan: they change
+    hpmkd-no-cache             every student computes its teachers' logits itself } cost, not decisions
 
-Assistants are trained once (first seed), like the teacher, with classic KD from the previous stage at
-the T and alpha the plan chose; every variant that uses the chain shares them.
+The probes distil from the teacher alone at a fixed T, so multi-teacher weights and the meta-temperature never
+act in them: a variant that keeps the configuration manager takes hpmkd's T and alpha (the same runs).
+Assistants are trained once (first seed), like the teacher, with classic KD from the previous stage at the
+plan's T and alpha; plans with the same T and alpha share them.
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ import torch.nn as nn
 
 from .. import runtime
 from ..data.splits import ImageSplits
-from ..distill.cache import LogitCache, teacher_logits
-from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, TeacherSource, choose_configuration,
-                             geometric_sizes, probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
+from ..distill.cache import LogitCache
+from ..distill.hpmkd import (COMPONENTS, HPMKDObjective, HPMKDSettings, choose_configuration, geometric_sizes,
+                             probe_grid, run_concurrently, stop_adding_stages, width_for_parameters)
 from ..distill.kd import KDObjective
+from ..distill.teacher_source import split_logits, teacher_source
 from ..energy import meter_for
 from ..models import count_parameters, create_model
-from ..train import TrainConfig, atomic_write_json
+from ..fileio import atomic_write_json
+from ..train import TrainConfig
 from .common import train_and_test
 
 
@@ -83,17 +89,12 @@ class HPMKDContext:
         warmup = min(self.student_config.warmup_epochs, epochs / 4)
         return dataclasses.replace(self.student_config, seed=seed, epochs=epochs, warmup_epochs=warmup)
 
-    @property
-    def augmented(self) -> bool:
-        return self.student_config.augmentation() is not None
+    def source(self, stage: Stage, cache: LogitCache):
+        """Whence a student of this run takes ``stage``'s logits (``teacher_source``: a table or the live model)."""
+        return teacher_source(stage.name, stage.model, self.data, self.student_config, self.device, cache)
 
-    def logits(self, cache: LogitCache, model: nn.Module, split: str) -> torch.Tensor:
-        x = self.data.train_x if split == "train" else self.data.val_x
-        mean, std = self.data.channel_stats()
-        precision = runtime.select_precision(self.device, self.student_config.amp)
-        return teacher_logits(cache, model, x, mean, std, self.device, precision, view=f"{split}-plain",
-                              batch_size=self.student_config.eval_batch_size,
-                              channels_last=self.student_config.channels_last)
+    def val_logits(self, stage: Stage, cache: LogitCache) -> torch.Tensor:
+        return split_logits(stage.model, self.data, "val", self.student_config, self.device, cache)
 
 
 def _count(model_name: str, data: ImageSplits):
@@ -112,8 +113,7 @@ def train_chain(ctx: HPMKDContext, n_assistants: int, cache: LogitCache, tempera
         width = round(width_for_parameters(size, count), 3)
         previous = stages[-1]
         config = ctx.config(ctx.seeds[0], ctx.settings.assistant_epochs)
-        table = None if ctx.augmented else ctx.logits(cache, previous.model, "train").to(ctx.device)
-        objective = KDObjective(previous.model, temperature, alpha, config.label_smoothing, teacher_logits=table)
+        objective = KDObjective(ctx.source(previous, cache), temperature, alpha, config.label_smoothing)
         name = f"assistant{i}of{n_assistants}-T{temperature:g}-a{alpha:g}"
         model, _ = train_and_test(name, ctx.student_model, ctx.data, config, ctx.out, ctx.device, objective,
                                   evaluate_test=False, width=width)
@@ -135,14 +135,11 @@ def student_teachers(stages: list[Stage], multi_teacher: bool, sees_teacher: boo
 def student_objective(ctx: HPMKDContext, stages: list[Stage], components: dict, temperature: float, alpha: float,
                       cache: LogitCache) -> HPMKDObjective:
     teachers = student_teachers(stages, components["multi_teacher"], ctx.settings.student_sees_teacher)
-    if ctx.augmented:
-        sources = [TeacherSource(s.name, model=s.model) for s in teachers]
-    else:
-        sources = [TeacherSource(s.name, table=ctx.logits(cache, s.model, "train").to(ctx.device)) for s in teachers]
+    sources = [ctx.source(s, cache) for s in teachers]
     meta, val_logits = None, None
     if components["meta_temperature"]:
         meta = ctx.settings.meta_temperature(temperature)
-        val_logits = [ctx.logits(cache, s.model, "val") for s in teachers]
+        val_logits = [ctx.val_logits(s, cache) for s in teachers]
     return HPMKDObjective(sources, temperature, alpha, components["multi_teacher"], ctx.settings.tau, meta, val_logits,
                           ctx.student_config.label_smoothing)
 
@@ -167,17 +164,35 @@ def _run_students(ctx, jobs_spec, parallel: bool, cache: LogitCache, evaluate_te
     return run_concurrently(jobs, ctx.device) if parallel and len(jobs) > 1 else [job() for job in jobs]
 
 
-def plan(ctx: HPMKDContext) -> dict:
-    """The full pipeline's decisions, in this order: the configuration manager picks T and alpha from
-    probes distilling from the teacher; then the chain is grown one assistant at a time (assistants and
-    scoring students use the chosen T and alpha) while the validation gain stays above epsilon.
-    Probe runs are cached like any run, so calling this again costs only loading them."""
-    s, on = ctx.settings, ctx.settings.components
+# The components whose removal changes what the plan decides, and how. ``parallel`` and ``cache`` change how
+# fast the same runs go, so their variants use hpmkd's plan.
+REPLANNED = {
+    "config_manager": "T and alpha are the defaults; the chain is grown again at them",
+    "progressive": "no chain; T and alpha from hpmkd's probes (they never use the chain)",
+    "meta_temperature": "the chain is grown again, scored by students without it",
+    "multi_teacher": "the chain is grown again, scored by students without it",
+}
+
+
+def plan(ctx: HPMKDContext, removed: str | None = None, full: dict | None = None) -> dict:
+    """The plan's decisions, in this order: the configuration manager picks T and alpha from probes
+    distilling from the teacher; then the chain is grown one assistant at a time (assistants and scoring
+    students use the chosen T and alpha) while the validation gain stays above epsilon.
+
+    ``removed``: the plan made without that component (``variant_plan``); it takes T and alpha from ``full``'s
+    probes when it keeps the configuration manager. Probe runs are cached like any run, so calling this again
+    costs only loading them."""
+    s = ctx.settings
+    on = {**s.components, **({removed: False} if removed else {})}
+    if removed is not None and full is None and on["config_manager"]:
+        raise ValueError("a variant's plan that keeps the configuration manager takes T and alpha from the full plan")
     cache = ctx.cache(on["cache"])
     seed = ctx.seeds[0]
     teacher_only = [Stage("teacher", ctx.teacher, count_parameters(ctx.teacher))]
     temperature, alpha, probe_rows = ctx.temperature, ctx.alpha, []
-    if on["config_manager"]:
+    if on["config_manager"] and removed is not None:
+        temperature, alpha, probe_rows = full["temperature"], full["alpha"], full["probes"]
+    elif on["config_manager"]:
         grid = probe_grid(s)
         specs = [(f"probe-T{t:g}-a{a:g}", seed, s.probe_epochs, {**on, "meta_temperature": False}, t, a, teacher_only)
                  for t, a in grid]
@@ -190,8 +205,9 @@ def plan(ctx: HPMKDContext) -> dict:
     if on["progressive"]:
         for n in range(0, s.max_assistants + 1):
             candidate = train_chain(ctx, n, cache, temperature, alpha)
-            (record,) = _run_students(ctx, [(f"chain{n}-probe", seed, s.chain_probe_epochs, on, temperature, alpha,
-                                             candidate)], False, cache, evaluate_test=False)
+            name = f"chain{n}-probe" + ("" if removed is None else "-no-" + removed.replace("_", "-"))
+            (record,) = _run_students(ctx, [(name, seed, s.chain_probe_epochs, on, temperature, alpha, candidate)],
+                                      False, cache, evaluate_test=False)
             chain_rows.append({"assistants": n, "stages": [st.name for st in candidate],
                                "params": [st.params for st in candidate], "val_accuracy": record["val_accuracy"],
                                "val_loss": record["val_loss"]})
@@ -207,26 +223,49 @@ def plan(ctx: HPMKDContext) -> dict:
         "alpha": alpha,
         "probes": probe_rows,
         "probe_budget_epochs": s.probe_budget_epochs,
-        "probe_epochs_used": len(probe_rows) * s.probe_epochs,
+        "probe_epochs_used": len(probe_rows) * s.probe_epochs if removed is None else 0,
         "cache": cache.stats.to_dict(),
+        "replanned": removed is not None,
+        "plan_note": "the full pipeline's" if removed is None else "re-planned without it: " + REPLANNED[removed],
     }
-    atomic_write_json(decisions, ctx.out / "hpmkd" / "plan.json")
+    name = "plan.json" if removed is None else f"plan-{method_name(removed)}.json"
+    atomic_write_json(decisions, ctx.out / "hpmkd" / name)
     return {**decisions, "_stages": stages}
+
+
+def variant_plan(ctx: HPMKDContext, full: dict, removed: str | None = None) -> dict:
+    """The plan a variant's students use: ``full`` (hpmkd's plan) when nothing is removed, when the component
+    does not take part in planning (``parallel``, ``cache``) or is off in hpmkd already; otherwise the plan made
+    without it (``plan(ctx, removed, full)``). ``replanned`` and ``plan_note`` say which."""
+    if removed is None:
+        return full
+    method_name(removed)  # refuses an unknown component
+    if removed in REPLANNED and ctx.settings.on(removed):
+        return plan(ctx, removed, full)
+    why = "it changes cost, not decisions" if ctx.settings.on(removed) else "it is off in hpmkd too"
+    return {**full, "replanned": False, "plan_note": f"not re-planned: hpmkd's plan ({why})"}
+
+
+def plan_summary(decisions: dict) -> dict:
+    """What a variant's cost record and the ablation table say about its plan."""
+    made = f"T {decisions['temperature']:g}, alpha {decisions['alpha']:g}, {decisions['assistants']} assistant(s)"
+    return {"replanned": decisions["replanned"], "note": decisions["plan_note"], "temperature": decisions["temperature"],
+            "alpha": decisions["alpha"], "assistants": decisions["assistants"], "text": f"{decisions['plan_note']}: {made}"}
 
 
 def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None,
                   seeds: list[int] | None = None) -> tuple[list[dict], dict]:
-    """Students of one variant for every seed: full HPM-KD (``removed`` None) or one component off.
-    Returns the run records and the variant's cost: wall-clock of the whole group of seeds (the time a
-    user waits), the cache's hits and time saved."""
+    """Students of one variant for every seed: full HPM-KD (``removed`` None) or one component off, each with
+    its plan (``variant_plan`` of ``decisions``, the full plan). Returns the run records and the variant's cost:
+    wall-clock of the whole group of seeds (the time a user waits; planning excluded, as for hpmkd), the cache's
+    hits and time saved, and what its plan was."""
     method = method_name(removed)
     seeds = list(ctx.seeds if seeds is None else seeds)
     components = dict(ctx.settings.components)
     if removed:
         components[removed] = False
-    stages = decisions["_stages"] if components["progressive"] else decisions["_stages"][:1]
-    temperature, alpha = ((decisions["temperature"], decisions["alpha"]) if components["config_manager"]
-                          else (ctx.temperature, ctx.alpha))
+    variant = variant_plan(ctx, decisions, removed)
+    stages, temperature, alpha = variant["_stages"], variant["temperature"], variant["alpha"]
     cache = ctx.cache(components["cache"])
     cost_path = ctx.out / "hpmkd" / f"cost-{method}.json"
     already_done = all((ctx.out / "runs" / f"{method}-seed{seed}" / "record.json").exists() for seed in seeds)
@@ -241,8 +280,9 @@ def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None
             "energy_joules": meter.stop() if meter is not None else None, "energy_scope": "the group of seeds"}
     saved = json.loads(cost_path.read_text()) if cost_path.exists() else None
     if already_done and saved and saved["seeds"] == seeds:
-        cost = saved  # the cost of the run that trained them, not of reloading them
+        cost = {**saved, "plan": plan_summary(variant)}  # the cost of the run that trained them, not of reloading
     else:
+        cost["plan"] = plan_summary(variant)
         atomic_write_json(cost, cost_path)
     teachers = [st.name for st in student_teachers(stages, components["multi_teacher"], ctx.settings.student_sees_teacher)]
     for r in records:
@@ -251,5 +291,5 @@ def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None
     return records, cost
 
 
-__all__ = ["COMPONENTS", "HPMKDContext", "HPMKDSettings", "method_name", "plan", "train_variant", "train_chain",
-           "student_teachers", "student_objective"]
+__all__ = ["COMPONENTS", "REPLANNED", "HPMKDContext", "HPMKDSettings", "method_name", "plan", "variant_plan",
+           "plan_summary", "train_variant", "train_chain", "student_teachers", "student_objective"]
