@@ -1,6 +1,7 @@
 """The MNIST notebook executed end to end in its demo preset, as `python -m kdlib run` does it."""
 
 import json
+import math
 from pathlib import Path
 
 import nbformat
@@ -9,6 +10,7 @@ import pytest
 from conftest import run_kdlib
 from kdlib import results_io
 from kdlib.__main__ import main
+from kdlib.data.mnist import load_digits_28
 from kdlib.experiments import NOTEBOOKS, mnist_kd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +37,19 @@ def test_bad_parameters_are_explained(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "cifar10-ast", "--out", str(tmp_path), "--teacher-epochs", "3"])
     assert "does not apply to cifar10-ast" in capsys.readouterr().err
+
+
+def test_demo_teacher_trains_at_least_as_many_steps_as_a_student():
+    """The demo compares students against a teacher that must know more than they do. With 2 teacher epochs
+    against 6 student epochs (40 against 120 SGD steps on the digits) the teacher stopped at 95% validation
+    accuracy, below the direct student's 97-99%, and KD "lost" to direct training because of the budget."""
+    cfg = mnist_kd.make_config("demo")
+    n_train = len(load_digits_28(cfg.data_seed).train_y)
+
+    def steps(config):
+        return config.epochs * math.ceil(n_train / config.batch_size)
+
+    assert steps(cfg.teacher) >= steps(cfg.student), (steps(cfg.teacher), steps(cfg.student))
 
 
 @pytest.mark.notebook

@@ -58,13 +58,25 @@ class MnistKDConfig:
 
 
 def _presets() -> dict[str, MnistKDConfig]:
-    # The demo's budgets are set so the whole notebook (teacher, direct, KD, HPM-KD and its six-way
-    # ablation) runs within 5 minutes on 2 CPU cores. Its students train without augmentation, so
-    # every teacher's logits are computed once and cached.
+    # The demo must show distillation from a teacher that knows more than the student, and run the whole
+    # notebook (teacher, direct, KD, HPM-KD and its six-way ablation) within 4 minutes on 2 CPU cores.
+    # Before issue 13 it gave the ResNet-18 teacher 2 epochs (40 steps) and each student 6 (120 steps):
+    # the teacher stopped at 95% validation accuracy, below the direct student's 97-99%, so "KD hurts"
+    # was the budget speaking. Now:
+    # - the teacher is timm's ResNet-18 (standard 7x7 stride-2 stem and max-pool, 11.2M parameters like
+    #   resnet18_mnist), about a sixth of resnet18_mnist's cost per image on a CPU (5 s against 31 s of
+    #   single-threaded CPU time an epoch here), so it trains 6 epochs (120 steps) for less than the 2 epochs
+    #   of resnet18_mnist used to cost, and levels off near 98% validation accuracy (99% test);
+    # - each student trains 3 epochs (60 steps, at most the teacher's: a test holds that), a budget at which
+    #   the direct student is still learning (93-94% validation) and the teacher has something to teach.
+    #   The 3 student epochs in place of 6 also pay for the ablation's six student runs.
+    # quick and full keep resnet18_mnist: on a GPU its cost does not matter. Students train without
+    # augmentation here, so every teacher's logits are computed once and cached.
     demo = MnistKDConfig(
         "demo", "digits", [0, 1],
-        teacher=TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_epochs=0.5, augment_shift=1.0),
-        student=TrainConfig(epochs=6, batch_size=64, lr=0.1, warmup_epochs=1),
+        teacher=TrainConfig(epochs=6, batch_size=64, lr=0.05, warmup_epochs=0.5, augment_shift=1.0),
+        student=TrainConfig(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1),
+        teacher_model="timm:resnet18",
         hpmkd=HPMKDSettings(max_assistants=1, assistant_epochs=2, chain_probe_epochs=2, temperatures=(2.0, 6.0),
                             alphas=(0.5, 0.9), probe_epochs=2, probe_budget_epochs=8),
         ablation_seed_count=1,  # the demo's ablation runs the first seed only; quick and full run every seed
