@@ -84,3 +84,21 @@ def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int, wh
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+
+def carve_stratified(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int, what: str = "the training data"):
+    """Split (x, y) into a rest and a held-out part holding ``round(fraction * n_c)`` images of each class c
+    (at least one of every class with two or more), by a seeded permutation per class."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"held-out fraction {fraction} must be between 0 and 1")
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for c in torch.unique(y).tolist():
+        members = (y == c).nonzero(as_tuple=True)[0]
+        k = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    held_mask = torch.zeros(len(y), dtype=torch.bool)
+    held_mask[torch.cat(held)] = True
+    if held_mask.all() or not held_mask.any():
+        raise CorruptDataError(f"{what} holds {len(y)} image(s): too few to carve a test split from each class")
+    return x[~held_mask], y[~held_mask], x[held_mask], y[held_mask]
