@@ -64,8 +64,11 @@ class ShardedLoader:
         self.loader, self.rank, self.world_size = loader, rank, world_size
         self.batch_size = loader.batch_size // world_size
 
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
+    def set_epoch(self, epoch: int, indices=None) -> None:
+        if indices is None:
+            self.loader.set_epoch(epoch)
+        else:
+            self.loader.set_epoch(epoch, indices=indices)
 
     @property
     def num_rows(self) -> int:

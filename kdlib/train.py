@@ -90,6 +90,17 @@ class Objective:
         logits = model(x)
         return StepOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y)
 
+    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor,
+                        x: torch.Tensor | None = None) -> torch.Tensor:
+        """This objective's loss for each sample of ``logits`` (whose mean is ``step``'s loss), for selection rules
+        that learn from part of a batch (kdlib.sparse). ``x``: the inputs, for losses that need them (a teacher)."""
+        return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor | None:
+        """The training rows epoch ``epoch`` iterates (in a seeded shuffle), or None for all of them. Called
+        before ``on_epoch_start``; the loop passes it to ``train_loader.set_epoch``."""
+        return None
+
     def on_epoch_start(self, epoch: int) -> None:
         pass
 
@@ -119,6 +130,16 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def schedule_position(epoch: int, steps_done: int, epoch_steps: int, full_epoch_steps: int) -> float:
+    """Where the learning-rate schedule stands after ``steps_done`` of an epoch of ``epoch_steps`` steps, in steps of
+    a full epoch: epoch progress, not a step count. An epoch that trains on fewer rows (a pruning rule's, see
+    ``Objective.epoch_indices``) then spans the same stretch of warm-up and cosine as a full epoch, so the run ends
+    at the schedule's end with the same LR per epoch as full training; counting steps would stretch the schedule
+    past the last epoch (the LR would never decay to zero) by however many steps pruning saved. A full epoch gives
+    exactly the step count: epoch * full + steps_done."""
+    return epoch * full_epoch_steps + steps_done * full_epoch_steps / epoch_steps
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -184,7 +205,8 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
 
     ``train_loader``/``val_loader`` replace the in-memory loaders built from ``data`` (for data that does
     not fit in memory, e.g. ``image_store.StoreLoader``): anything with ``len``, ``set_epoch`` and
-    batches of (images, labels, indices) on the device. ``write_checkpoints=False`` (data-parallel ranks
+    batches of (images, labels, indices) on the device; ``set_epoch(epoch, indices=rows)`` where the objective
+    trains an epoch on part of the rows (``Objective.epoch_indices``). ``write_checkpoints=False`` (data-parallel ranks
     other than 0) resumes from ``checkpoint_dir`` but never writes to it. ``checkpoint_minutes`` also saves
     ``last.pt`` inside an epoch once that many minutes have passed since the last save (long epochs on a
     session with a time limit); resuming from it replays the epoch's batches up to the saved step without
@@ -221,6 +243,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     if val_loader is None:
         val_loader = DeviceLoader(data.val_x, data.val_y, config.eval_batch_size, device, mean, std,
                                   channels_last=config.channels_last)
+    train_loader.set_epoch(0)  # all rows: the schedule counts in steps of a full epoch
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         rows = getattr(train_loader, "num_rows", None)
@@ -232,7 +255,8 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = max(1, int(round(config.warmup_epochs * steps_per_epoch)))
     optimizer = build_optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps, total_steps))
+    position = [0.0]  # the schedule's position, set before each scheduler.step(): see schedule_position
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: warmup_cosine(position[0], warmup_steps, total_steps))
     scaler = precision.grad_scaler()
 
     history: list[dict] = []
@@ -299,7 +323,12 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     for epoch in range(start_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.
         rng.seed(config.seed * 1_000_003 + epoch)  # as torch.manual_seed did, in this run's own copy
-        train_loader.set_epoch(epoch)
+        rows = objective.epoch_indices(epoch)  # a pruning rule's rows for this epoch, None for all
+        if rows is None:
+            train_loader.set_epoch(epoch)
+        else:
+            train_loader.set_epoch(epoch, indices=rows)
+        epoch_steps = len(train_loader)
         objective.on_epoch_start(epoch)
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -325,18 +354,19 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
             scaler.scale(out.loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            position[0] = schedule_position(epoch, step + 1, epoch_steps, steps_per_epoch)
             scheduler.step()
             n = len(out.targets)
             loss_sum += out.loss.detach().float() * n
             correct += (out.logits.detach().argmax(1) == out.targets).sum()
             seen += n
             bar.update(1)
-            if step % 25 == 0 or step == steps_per_epoch - 1:
+            if step % 25 == 0 or step == epoch_steps - 1:
                 elapsed = time.perf_counter() - t0
                 bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{loss_sum.item() / max(seen, 1):.4f}",
                                 acc=f"{correct.item() / max(seen, 1):.4f}", lr=f"{scheduler.get_last_lr()[0]:.4f}",
                                 img_s=f"{(step + 1 - skip) * config.batch_size / max(elapsed, 1e-9):.0f}")
-            if (checkpoint_minutes is not None and save_dir and step < steps_per_epoch - 1
+            if (checkpoint_minutes is not None and save_dir and step < epoch_steps - 1
                     and time.perf_counter() - last_save >= 60 * checkpoint_minutes):
                 _sync(device)
                 part_energy = meter.stop() if meter is not None else None
@@ -376,7 +406,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "epoch_seconds": epoch_seconds,
-            "images_per_second": steps_per_epoch * config.batch_size / max(epoch_seconds, 1e-9),
+            "images_per_second": epoch_steps * config.batch_size / max(epoch_seconds, 1e-9),
             "energy_joules": energy,
             "energy_scope": energy_scope if energy is not None else None,
             **adaptive_stats,

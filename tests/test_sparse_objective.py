@@ -61,7 +61,7 @@ def test_stale_mode_has_no_scoring_forward_and_learns_each_sample_first():
     # unseen samples score +inf: in the first epoch every sample is selected
     assert result.history[0]["samples_backpropagated"] == 128
     assert result.history[2]["samples_backpropagated"] < 128
-    assert torch.isfinite(objective.stale_scores).all()
+    assert torch.isfinite(objective.table).all()
     assert result.history[2]["samples_forwarded"] == result.history[2]["samples_backpropagated"]
 
 
@@ -78,7 +78,7 @@ def test_controller_state_survives_a_checkpoint(tmp_path):
     fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), a, device=torch.device("cpu"), checkpoint_dir=tmp_path)
     b = ASTObjective(128, warmup_epochs=0, scoring="stale")
     fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), b, device=torch.device("cpu"), checkpoint_dir=tmp_path)
-    assert b.controller.threshold == a.controller.threshold and torch.equal(b.stale_scores, a.stale_scores)
+    assert b.controller.threshold == a.controller.threshold and torch.equal(b.table, a.table)
 
 
 def test_bad_settings():
@@ -97,7 +97,7 @@ def test_keep_low_rescaling_is_unbiased_and_off_changes_nothing():
     objective.on_epoch_start(0)
     estimates = []
     for _ in range(4000):
-        chosen, weights, _ = objective._select_unbiased(scores)
+        chosen, weights = objective.rule.choose(scores, objective._epoch_generator("cpu"))
         estimates.append((losses[chosen] * weights).sum() / 32)
         assert torch.all(torch.isin(torch.nonzero(scores >= 1.5).flatten(), chosen))  # passed samples always kept
     assert torch.stack(estimates).mean().item() == pytest.approx(losses.mean().item(), rel=0.02)
@@ -123,7 +123,8 @@ def test_keep_low_learns_from_more_samples_at_the_same_target():
 def test_random_control_draws_new_positions_each_batch():
     objective = ASTObjective(64, PIController(target=0.25), random_selection=True)
     objective.on_epoch_start(0)
-    picks = {tuple(sorted(objective._random_pick(32, "cpu").tolist())) for _ in range(10)}
+    generator = objective._epoch_generator("cpu")
+    picks = {tuple(sorted(objective.rule.pick(32, torch.arange(32), 8, generator)[0].tolist())) for _ in range(10)}
     assert len(picks) > 1
 
 

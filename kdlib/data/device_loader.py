@@ -64,17 +64,20 @@ class DeviceLoader:
         self.augment, self.seed, self.channels_last = augment, seed, channels_last
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
-        self.epoch = 0
+        self.epoch, self.rows = 0, None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, indices: torch.Tensor | None = None) -> None:
+        """The epoch (its data order and augmentation draws come from (seed, epoch)) and the rows it iterates:
+        ``indices`` (a selection rule's, e.g. InfoBatch's), in a seeded shuffle, or all rows when None."""
         self.epoch = epoch
+        self.rows = None if indices is None else torch.as_tensor(indices, dtype=torch.long).to(self.device)
 
     @property
     def num_rows(self) -> int:
         return len(self.y)
 
     def __len__(self) -> int:
-        n = len(self.y)
+        n = len(self.y) if self.rows is None else len(self.rows)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def generator(self) -> torch.Generator:
@@ -92,8 +95,10 @@ class DeviceLoader:
 
     def __iter__(self):
         g = self.generator()
-        n = len(self.y)
+        n = len(self.y) if self.rows is None else len(self.rows)
         order = torch.randperm(n, generator=g, device=self.device) if self.shuffle else torch.arange(n, device=self.device)
+        if self.rows is not None:
+            order = self.rows[order]
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.prepare(self.x[idx], g if self.shuffle else None), self.y[idx], idx

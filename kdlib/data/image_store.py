@@ -231,23 +231,27 @@ class StoreLoader:
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
         self.labels = torch.from_numpy(store.labels[self.subset]).to(self.device)
-        self.epoch = 0
+        self.epoch, self.rows = 0, None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, indices=None) -> None:
+        """The epoch (data order and augmentation draws from (seed, epoch)) and the positions it iterates:
+        ``indices`` (positions in ``subset``, a selection rule's), in a seeded shuffle, or all when None."""
         self.epoch = epoch
+        self.rows = None if indices is None else np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64)
 
     @property
     def num_rows(self) -> int:
         return len(self.subset)
 
     def __len__(self) -> int:
-        n = len(self.subset)
+        n = len(self.subset) if self.rows is None else len(self.rows)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _order(self) -> np.ndarray:
+        positions = np.arange(len(self.subset)) if self.rows is None else self.rows
         if not self.shuffle:
-            return np.arange(len(self.subset))
-        return np.random.default_rng(self.seed * 100_003 + self.epoch).permutation(len(self.subset))
+            return positions
+        return positions[np.random.default_rng(self.seed * 100_003 + self.epoch).permutation(len(positions))]
 
     def _read(self, positions: np.ndarray) -> torch.Tensor:
         rows = self.subset[positions]
