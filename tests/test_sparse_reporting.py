@@ -82,3 +82,105 @@ def test_per_epoch_basis_when_the_reference_ran_fewer_epochs():
     assert row["speedup_vs_full"] == pytest.approx(4.0 / 2.4)
     assert row["realised_rate"] == pytest.approx((2200 / 5) / N)
     assert row["speedup_ceiling"] == pytest.approx(3 * N / ((3 * N + 4 * 1900) / 5))
+
+
+# ---- rules against their controls -------------------------------------------------------------------------------
+
+CONTROLS = {"ast": "random", "selective-backprop": "random"}
+
+
+def shootout_runs(ast_acc, sb_acc, random_acc, full_acc, sb_backprop=2200):
+    """3 seeds: full (5 s), ast and selective-backprop at about 0.3 of full's samples, random at 0.3."""
+    runs = []
+    for seed in range(3):
+        runs.append(run("full", seed, [1.0] * 5, [N] * 5, [N] * 5, full_acc[seed]))
+        runs.append(run("ast", seed, [1.0] + [0.6] * 4, [N] + [N + 300] * 4, [N] + [300] * 4, ast_acc[seed]))
+        runs.append(run("random", seed, [1.0] + [0.5] * 4, [N] + [300] * 4, [N] + [300] * 4, random_acc[seed]))
+        sb = (sb_backprop - N) // 4
+        runs.append(run("selective-backprop", seed, [1.0] + [0.6] * 4, [N] + [N + sb] * 4, [N] + [sb] * 4,
+                        sb_acc[seed]))
+    return runs
+
+
+def shootout(runs):
+    results = build_results("x", "demo", {}, {}, runs, reference="full")
+    reporting.add_cost_ratios(results, runs)
+    return results
+
+
+def test_verdicts_read_from_the_numbers():
+    from scipy.stats import ttest_rel
+
+    ast, sb, rnd, full = [0.70, 0.68, 0.69], [0.80, 0.79, 0.81], [0.80, 0.80, 0.80], [0.803, 0.802, 0.80]
+    results = shootout(shootout_runs(ast, sb, rnd, full))
+    comparisons = reporting.compare_with_controls(results, CONTROLS)
+    by = {c["method"]: c for c in comparisons}
+    assert by["ast"]["p_value"] == pytest.approx(ttest_rel(ast, rnd).pvalue)
+    assert by["ast"]["same_budget"] and by["ast"]["versus_reference"]["baseline"] == "full"
+    text = reporting.verdicts(results, comparisons)
+    assert "ast: 69.00% against random's 80.00% (-11.00 points); ast is WORSE than random" in text[0]
+    assert "selective-backprop" in text[1] and "does NOT beat random" in text[1]
+    # selective-backprop is 0.2 points below full at 5 / 3.4 = 1.47x (its ceiling 15000 / 8600 = 1.74x): lossless
+    assert "-0.17 points, at a measured 1.47x speed-up" in text[1]
+    assert text[-1].endswith("met by selective-backprop.")
+    # better than random with p < 0.05: the word is BEATS
+    results = shootout(shootout_runs([0.85, 0.86, 0.845], sb, rnd, full))
+    assert "ast BEATS random" in reporting.verdicts(results, reporting.compare_with_controls(results, CONTROLS))[0]
+
+
+def test_a_comparison_at_different_budgets_says_so_and_one_seed_makes_no_claim():
+    results = shootout(shootout_runs([0.7] * 3, [0.8] * 3, [0.8] * 3, [0.8] * 3, sb_backprop=3600))
+    budgets = reporting.budget_frame(results, CONTROLS).set_index("method")
+    assert budgets.loc["selective-backprop", "budget difference"] == pytest.approx(3600 / 2200 - 1)
+    assert not budgets.loc["selective-backprop", "same budget"] and budgets.loc["ast", "same budget"]
+    text = reporting.verdicts(results, reporting.compare_with_controls(results, CONTROLS))
+    assert "not a comparison at the same budget" in text[1] and "not a comparison" not in text[0]
+    one_seed = shootout([r for r in shootout_runs([0.7] * 3, [0.8] * 3, [0.8] * 3, [0.8] * 3) if r["seed"] == 0])
+    assert "too few for a paired test" in reporting.verdicts(one_seed, reporting.compare_with_controls(one_seed, CONTROLS))[0]
+
+
+def test_a_speedup_above_its_ceiling_is_no_lossless_result():
+    runs = shootout_runs([0.8] * 3, [0.8] * 3, [0.8] * 3, [0.8] * 3)
+    for r in runs:
+        if r["method"] == "full":  # a machine that slowed down while full trained
+            r["train_seconds"] *= 10
+    results = shootout(runs)
+    text = reporting.verdicts(results, reporting.compare_with_controls(results, CONTROLS))
+    assert "above its ceiling, so it is a timing error, not a result" in text[0]
+    assert text[-1].endswith("met by none of ast, selective-backprop in this run.")
+
+
+def test_selection_evidence_and_the_summary_table(tmp_path):
+    import numpy as np
+
+    runs = shootout_runs([0.7] * 3, [0.8] * 3, [0.8] * 3, [0.8] * 3)
+    for r in runs:
+        warm = r["method"] != "full"
+        for h in r["history"]:
+            h["warmup"] = warm and h["epoch"] == 1
+            h["train_loss"] = {"ast": 3.0, "random": 1.0}.get(r["method"], 1.5) if h["epoch"] > 1 else 2.0
+            h["val_accuracy"] = 0.5 if h["epoch"] == 1 else (0.3 if r["method"] == "ast" else 0.6)
+        r["per_class_accuracy"] = [0.9, 0.5] if r["method"] == "ast" else [0.9, 0.8]
+        if r["method"] == "ast":
+            path = tmp_path / f"trace{r['seed']}.npz"
+            np.savez(path, scores=np.array([[3.0, 1.0, 0.5, 0.5]]), selected=np.array([[True, False, False, False]]))
+            r["selection_trace"] = str(path)
+    e = reporting.selection_evidence(runs, "ast", "random", classes=["cat", "dog"])
+    assert (e["learned_loss"], e["control_learned_loss"]) == (3.0, 1.0)
+    assert e["first_selective_epoch_val_change"] == pytest.approx(-0.2)
+    assert e["control_first_selective_epoch_val_change"] == pytest.approx(0.1)
+    assert e["worst_class"] == "dog" and e["worst_class_gap"] == pytest.approx(-0.3)
+    assert (e["score_selected_mean"], e["score_unselected_mean"]) == (3.0, pytest.approx(2 / 3))
+    assert "3.000 against 1.000 for random's (3.0x)" in e["text"] and "dog (-30.0 points)" in e["text"]
+    reporting.plot_selection_evidence(runs, reporting.compare_with_controls(shootout(runs), CONTROLS), ["cat", "dog"],
+                                      tmp_path / "why.png")
+    assert (tmp_path / "why.png").stat().st_size > 1000
+
+    results = shootout(runs)
+    table = reporting.ast_summary_table(results).set_index("method")
+    assert table.loc["ast", "rate vs full"] == "0.440" and table.loc["ast", "ceiling"] == "1.42x"
+    assert table.loc["ast", "GPU energy (J)"] == "n/a" and "timing check" not in table.columns
+    assert "top-5 (%)" not in table.columns
+    results["summary"][1]["test_top5_mean"], results["summary"][1]["speedup_above_ceiling"] = 0.9512, True
+    table = reporting.ast_summary_table(results).set_index("method")
+    assert table.loc["ast", "top-5 (%)"] == "95.12" and table.loc["ast", "timing check"].startswith("ABOVE CEILING")

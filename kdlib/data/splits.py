@@ -46,9 +46,13 @@ class ImageSplits:
         return int(self.train_x.shape[1])
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images in [0, 1], used for normalisation."""
-        x = self.train_x.float().div_(255)
-        return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+        """Per-channel mean and std of the training images in [0, 1], used for normalisation (computed once: a run
+        resumed every epoch, as the interleaved shoot-out does, asks for them each time)."""
+        cached = self.__dict__.get("_channel_stats")
+        if cached is None:
+            x = self.train_x.float().div_(255)
+            cached = self.__dict__["_channel_stats"] = (x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist())
+        return list(cached[0]), list(cached[1])
 
     def fingerprint(self) -> str:
         """SHA-256 of the name, the classes, each split's shape and every pixel and label: two loads of the

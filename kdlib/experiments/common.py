@@ -34,12 +34,13 @@ def make_test_loader(data: ImageSplits, device: torch.device, config: TrainConfi
 
 def train_and_test(method: str, model_name: str, data: ImageSplits, config: TrainConfig, out_dir: Path,
                    device: torch.device, objective: Objective | None = None, model: nn.Module | None = None,
-                   evaluate_test: bool = True, **model_kwargs) -> tuple[nn.Module, dict]:
+                   evaluate_test: bool = True, callbacks: tuple = (), **model_kwargs) -> tuple[nn.Module, dict]:
     """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
     the test split once. Checkpoints and the record live in ``out_dir/runs/<method>-seed<seed>/``:
     calling again resumes an interrupted run, or returns a finished one without touching test data, in
     both cases only if the data and every setting are the ones it was made with (else ``RunMismatchError``).
-    ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split."""
+    ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split. ``callbacks``:
+    ``fit``'s, called after each epoch's checkpoint (one that raises stops the run there; calling again resumes it)."""
     run_dir = runs.run_dir(out_dir, method, config.seed)
     objective = objective or Objective(config.label_smoothing)
     identity = runs.identity(method, model_name, model_kwargs, config.to_dict(), objective.settings(),
@@ -50,7 +51,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
     runtime.seed_everything(config.seed, config.deterministic)
     if model is None:
         model = create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans, **model_kwargs)
-    result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir,
+    result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir, callbacks=callbacks,
                             desc=f"{method} seed {config.seed}")
     if finished is not None:
         return model, finished
