@@ -299,6 +299,44 @@ def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch
     return [records[(m, s)] for m in cfg.methods for s in cfg.seeds], trained
 
 
+def choose_rule(calibrations: list[dict]) -> dict:
+    """The rule, rate and scoring mode for the quick and full presets, from calibration runs (``results`` dicts of
+    this experiment, e.g. one per rate or scoring mode): the candidate (a rule of CONTROLS at one rate and scoring)
+    with the highest mean VALIDATION accuracy over its seeds; a tie goes to the one that backpropagated fewer
+    samples. The test split is never read. Returns the choice, every candidate and a sentence saying why."""
+    candidates = {}
+    for res in calibrations:
+        config = res["config"]
+        runs = res["runs"]
+        for method in CONTROLS:
+            mine = [r for r in runs if r["method"] == method]
+            if not mine:
+                continue
+            scores = RULES[method] != "infobatch"  # infobatch neither scores batches nor takes a rate
+            key = (method, config["target_rate"] if scores else None, config["scoring"] if scores else None)
+            control = [r for r in runs if r["method"] == CONTROLS[method]]
+            full = [r for r in runs if r["method"] == "full"]
+            candidates[key] = {
+                "method": method, "rate": key[1], "scoring": key[2], "seeds": len(mine),
+                "val_accuracy": float(np.mean([r["val_accuracy"] for r in mine])),
+                "control_val_accuracy": float(np.mean([r["val_accuracy"] for r in control])) if control else None,
+                "full_val_accuracy": float(np.mean([r["val_accuracy"] for r in full])) if full else None,
+                "samples_backpropagated": float(np.mean([r["samples_backpropagated"] for r in mine]))}
+    if not candidates:
+        raise ValueError(f"no calibration run of a rule ({', '.join(CONTROLS)}) to choose from")
+    ranked = sorted(candidates.values(), key=lambda c: (-c["val_accuracy"], c["samples_backpropagated"]))
+    best = ranked[0]
+    how = (f"rate {best['rate']}, '{best['scoring']}' scoring" if best["rate"] is not None else "its own budget")
+    text = (f"{best['method']} ({how}) has the highest validation accuracy of {len(ranked)} candidate(s): "
+            f"{100 * best['val_accuracy']:.2f}% over {best['seeds']} seed(s)")
+    if len(ranked) > 1:
+        text += f", {100 * (best['val_accuracy'] - ranked[1]['val_accuracy']):+.2f} points ahead of {ranked[1]['method']}"
+    for name, key in (("its control", "control_val_accuracy"), ("full training", "full_val_accuracy")):
+        if best[key] is not None:
+            text += f"; {100 * (best['val_accuracy'] - best[key]):+.2f} points against {name}"
+    return {"chosen": best, "candidates": ranked, "text": text + " (validation accuracy; the test split was not used)."}
+
+
 def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device) -> dict:
     slim = [{k: v for k, v in r.items() if k not in ("history", "confusion_matrix")} for r in runs]
     res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), slim, cfg.to_dict(),
@@ -309,4 +347,4 @@ def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: to
 
 __all__ = ["EXPERIMENT", "METHODS", "RULES", "CONTROLS", "MATCHED_TO", "CifarASTConfig", "PRESETS", "make_config",
            "check_methods", "locate_data", "load_data", "epoch_samples", "matched_rate", "method_rate",
-           "make_objective", "train_method", "interleaved_schedule", "run_all", "results", "prepare_out_dir"]
+           "make_objective", "train_method", "interleaved_schedule", "run_all", "choose_rule", "results", "prepare_out_dir"]

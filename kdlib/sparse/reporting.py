@@ -282,8 +282,11 @@ def compare_with_controls(results: dict, controls: dict[str, str], out_dir=None,
         if method not in ran or control not in ran:
             continue
         paired = compare_methods(results, method, control, alpha)
-        entry = {**paired, "control": control, "budget_difference": budgets[method]["budget difference"],
-                 "same_budget": budgets[method]["same budget"]}
+        difference, same = budgets[method]["budget difference"], budgets[method]["same budget"]
+        entry = {**paired, "control": control, "budget_difference": float(difference),
+                 "same_budget": bool(same),
+                 "beats_control": paired["p_value"] is not None and paired["p_value"] < alpha
+                 and paired["difference_mean"] > 0}
         if reference in ran:
             entry["versus_reference"] = compare_methods(results, method, reference, alpha)
         if out_dir is not None and labels is not None:
@@ -404,6 +407,17 @@ def selection_evidence(runs: list[dict], method: str, control: str, classes: lis
             evidence["recorded_selected_fraction"] = float(selected.mean())
     evidence["text"] = _evidence_text(evidence)
     return evidence
+
+
+def evidence_lines(runs: list[dict], comparisons: list[dict], classes: list[str] | None = None) -> list[str]:
+    """For each rule against its control, what it learned from and where it gained or lost (``selection_evidence``),
+    led by whether it beat the control at the same budget."""
+    lines = []
+    for c in comparisons:
+        lead = ("beats its control; what it selected" if c["beats_control"] else
+                f"does not beat {c['control']}; why, from this run's numbers")
+        lines.append(f"{c['method']} {lead}: " + selection_evidence(runs, c["method"], c["control"], classes)["text"])
+    return lines
 
 
 def _evidence_text(e: dict) -> str:
