@@ -188,6 +188,29 @@ def test_store_loader_covers_every_sample_once_with_normalised_images(tmp_path):
     assert [i.tolist() for _, _, i in loader] != again
 
 
+def test_store_loader_epoch_of_given_positions(tmp_path):
+    store = build_store(_items(tmp_path), tmp_path / "store", size=16, workers=1, progress=False)
+    subset = store.valid_indices[::-1].copy()
+    loader = StoreLoader(store, subset, 3, "cpu", [0.5] * 3, [0.25] * 3, shuffle=True, drop_last=True, seed=3,
+                         channels_last=False)
+    positions = torch.tensor([0, 2, 5, 7, 8, 10, 11])
+    loader.set_epoch(1, indices=positions)
+    assert len(loader) == 2  # 7 positions: two full batches of 3
+    batches = list(loader)
+    seen = [i for _, _, index in batches for i in index.tolist()]
+    assert len(seen) == len(set(seen)) == 6 and set(seen) <= set(positions.tolist())
+    for x, y, index in batches:
+        rows = subset[index.numpy()]
+        assert torch.equal(y, torch.from_numpy(store.labels[rows]))
+        raw = torch.from_numpy(store.images[rows]).permute(0, 3, 1, 2).float()
+        assert torch.allclose(x, (raw / 255 - 0.5) / 0.25, atol=1e-5)
+    assert [i for _, _, index in loader for i in index.tolist()] == seen  # same epoch, same order
+    loader.set_epoch(2, indices=positions)
+    assert [i for _, _, index in loader for i in index.tolist()] != seen
+    loader.set_epoch(3)
+    assert len(loader) == len(subset) // 3
+
+
 def test_the_training_loop_runs_from_the_store(tmp_path):
     from kdlib.models import create_model
     from kdlib.train import TrainConfig, fit

@@ -27,6 +27,23 @@ def test_order_depends_on_epoch_and_repeats_for_the_same_epoch():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_an_epoch_of_given_rows_iterates_just_those_in_a_seeded_shuffle():
+    loader = _loader(n=20, batch=4, shuffle=True, drop_last=True)
+    rows = torch.tensor([1, 3, 4, 8, 9, 12, 15, 17, 19])
+    loader.set_epoch(2, indices=rows)
+    assert len(loader) == 2  # 9 rows: two full batches of 4, the partial last one dropped
+    batches = list(loader)
+    seen = torch.cat([idx for _, _, idx in batches])
+    assert len(seen) == 8 and len(set(seen.tolist())) == 8 and set(seen.tolist()) <= set(rows.tolist())
+    for x, y, idx in batches:
+        assert torch.equal(y, idx) and torch.allclose(x[:, 0, 0, 0] * 255, idx.float())
+    assert torch.equal(seen, torch.cat([idx for _, _, idx in loader]))  # the same epoch: the same order
+    loader.set_epoch(3, indices=rows)
+    assert not torch.equal(seen, torch.cat([idx for _, _, idx in loader]))
+    loader.set_epoch(4)  # all rows again
+    assert len(loader) == 5 and sorted(torch.cat([idx for _, _, idx in loader]).tolist()) == list(range(20))
+
+
 def test_drop_last_and_bad_batch_size():
     assert len(_loader(drop_last=True)) == 2
     with pytest.raises(ValueError):

@@ -72,13 +72,37 @@ def test_random_control_selects_at_the_target_rate():
     assert all(r["samples_backpropagated"] == 4 * 8 for r in result.history)  # 25% of each 32-sample batch
 
 
+class Interrupt(Exception):
+    pass
+
+
 def test_controller_state_survives_a_checkpoint(tmp_path):
+    """A run stopped after its second of four epochs and resumed ends as the uninterrupted run: same weights, same
+    controller state, same stale table."""
     data = tiny_data(n_train=128, n_val=48)
-    a = ASTObjective(128, warmup_epochs=0, scoring="stale")
-    fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), a, device=torch.device("cpu"), checkpoint_dir=tmp_path)
-    b = ASTObjective(128, warmup_epochs=0, scoring="stale")
-    fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), b, device=torch.device("cpu"), checkpoint_dir=tmp_path)
-    assert b.controller.threshold == a.controller.threshold and torch.equal(b.table, a.table)
+    config = TrainConfig(epochs=4, **CFG)
+
+    def run(folder, callbacks=()):
+        torch.manual_seed(0)
+        model = BatchSizeRecorder()
+        objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=1, scoring="stale")
+        fit(model, data, config, objective, device=torch.device("cpu"), checkpoint_dir=folder, callbacks=callbacks)
+        return model, objective
+
+    reference_model, reference = run(tmp_path / "a")
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tmp_path / "b", (stop,))
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 1  # stopped half-way
+    model, resumed = run(tmp_path / "b")
+    assert resumed.controller.state_dict() == reference.controller.state_dict()
+    assert reference.controller.integral != 0  # the controller did work after the interruption
+    assert torch.equal(resumed.table, reference.table)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in reference_model.state_dict().items())
 
 
 def test_bad_settings():

@@ -23,14 +23,17 @@ DEFAULT_ALPHA = 0.7
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
             temperature: float = DEFAULT_TEMPERATURE, alpha: float = DEFAULT_ALPHA,
-            label_smoothing: float = 0.0) -> torch.Tensor:
-    """Hinton KD loss, averaged over the batch. Computed in float32 whatever the autocast dtype."""
+            label_smoothing: float = 0.0, per_sample: bool = False) -> torch.Tensor:
+    """Hinton KD loss, averaged over the batch (``per_sample``: one value per sample, whose mean is the batch's).
+    Computed in float32 whatever the autocast dtype."""
     if temperature <= 0 or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"kd_loss needs temperature > 0 and 0 <= alpha <= 1, got T={temperature}, alpha={alpha}")
     s, t = student_logits.float(), teacher_logits.float()
     soft = F.kl_div(F.log_softmax(s / temperature, dim=1), F.log_softmax(t / temperature, dim=1),
-                    reduction="batchmean", log_target=True)
-    hard = F.cross_entropy(s, targets, label_smoothing=label_smoothing)
+                    reduction="none" if per_sample else "batchmean", log_target=True)
+    if per_sample:
+        soft = soft.sum(1)
+    hard = F.cross_entropy(s, targets, label_smoothing=label_smoothing, reduction="none" if per_sample else "mean")
     return alpha * temperature**2 * soft + (1.0 - alpha) * hard
 
 
@@ -82,3 +85,9 @@ class KDObjective(Objective):
         t = self.teacher_output(x, index)
         s = model(x)
         return StepOutput(kd_loss(s, t, y, self.temperature, self.alpha, self.label_smoothing), s, y)
+
+    def per_sample_loss(self, logits, y, index, x=None):
+        if self.teacher_logits is None and x is None:
+            raise ValueError("KDObjective.per_sample_loss needs the inputs x for its teacher (or a teacher_logits table)")
+        return kd_loss(logits, self.teacher_output(x, index), y, self.temperature, self.alpha, self.label_smoothing,
+                       per_sample=True)

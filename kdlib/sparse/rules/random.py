@@ -20,7 +20,7 @@ class RandomRule(SelectionRule):
     scores_batches = False
 
     def __init__(self, rate: float, exact_rate: bool = False):
-        if not 0.0 < rate <= 1.0:
+        if rate is None or not 0.0 < rate <= 1.0:
             raise ValueError(f"rate must be in (0, 1], got {rate}")
         self.rate, self.exact_rate = rate, exact_rate
 
