@@ -282,7 +282,6 @@ def _rank_run(rank: int, world_size: int, device_type: str, batchnorm: bool):
     from .data.device_loader import DeviceLoader
     from .distributed import RankSync, ShardedLoader, sync_batchnorm
     from .sparse import ASTObjective, PIController
-    from .sparse.reporting import above_ceiling, compute_units, speedup_ceiling
     from .train import TrainConfig, fit
 
     torch.set_num_threads(1)

@@ -171,7 +171,7 @@ def test_selection_evidence_and_the_summary_table(tmp_path):
     assert e["control_first_selective_epoch_val_change"] == pytest.approx(0.1)
     assert e["worst_class"] == "dog" and e["worst_class_gap"] == pytest.approx(-0.3)
     assert (e["score_selected_mean"], e["score_unselected_mean"]) == (3.0, pytest.approx(2 / 3))
-    assert "3.000 against 1.000 for random's (3.0x)" in e["text"] and "dog (-30.0 points)" in e["text"]
+    assert "3.000 against 1.000 for random's (3.0x)" in e["text"] and "dog (-30.0 points of test accuracy)" in e["text"]
     reporting.plot_selection_evidence(runs, reporting.compare_with_controls(shootout(runs), CONTROLS), ["cat", "dog"],
                                       tmp_path / "why.png")
     assert (tmp_path / "why.png").stat().st_size > 1000

@@ -195,8 +195,10 @@ def make_objective(method: str, cfg: CifarASTConfig, data: ImageSplits, config: 
         options = dict(kp=cfg.kp, ki=cfg.ki, ema_factor=cfg.ema_factor, keep_low=cfg.keep_low)
     elif rule == "infobatch":
         options = dict(epochs=config.epochs, prune_ratio=cfg.infobatch_prune_ratio, delta=cfg.infobatch_delta)
-    elif method in MATCHED_TO:
-        options = dict(exact_rate=True)  # its expectation is exactly the parent's rate
+    elif rule == "random":
+        # the expected size is exactly rate x batch (not rounded up to the size bucket): the budget of a rule whose
+        # realised rate is regulated to the target (ast), or a parent's measured rate (random@infobatch)
+        options = dict(exact_rate=True)
     return make_selective_objective(rule, Objective(config.label_smoothing), len(data.train_y), rate, seed=config.seed,
                                     scoring=cfg.scoring, warmup_epochs=cfg.warmup_epochs,
                                     record_batches=RECORDED_BATCHES, **options)

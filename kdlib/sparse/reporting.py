@@ -432,9 +432,11 @@ def _evidence_text(e: dict) -> str:
     if change is not None and control_change is not None:
         parts.append(f"in the first selective epoch its validation accuracy moved {100 * change:+.1f} points against "
                      f"{100 * control_change:+.1f} for {control}")
-    if "worst_class" in e:
-        parts.append(f"its largest per-class test gap to {control} is {e['worst_class']} "
-                     f"({100 * e['worst_class_gap']:+.1f} points)")
+    if "worst_class" in e and e["worst_class_gap"] < 0:
+        parts.append(f"the class it loses most on against {control} is {e['worst_class']} "
+                     f"({100 * e['worst_class_gap']:+.1f} points of test accuracy)")
+    elif "worst_class" in e:
+        parts.append(f"it is at least as accurate as {control} on every class")
     return f"{method} against {control}: " + "; ".join(parts) + "."
 
 
