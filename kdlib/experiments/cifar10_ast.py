@@ -270,7 +270,8 @@ def interleaved_schedule(methods: list[str], seeds: list[int], epochs: int) -> l
     return slices
 
 
-def _history(out_dir: Path, method: str, seed: int) -> list[dict]:
+def run_history(out_dir: Path, method: str, seed: int) -> list[dict]:
+    """The epochs a run has finished so far (its history.json), [] before its first."""
     path = runs.run_dir(out_dir, method, seed) / "history.json"
     return runs.read_json(path) if path.exists() else []
 
@@ -291,13 +292,13 @@ def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch
         if (method, seed) in records:
             continue
         last = epoch == cfg.train.epochs - 1
-        done_before = len(_history(out_dir, method, seed))
+        done_before = len(run_history(out_dir, method, seed))
         started = time.time() - session_start
         out = train_method(method, cfg, data, out_dir, device, seed, records, stop_after=None if last else epoch + 1)
         if out is not None:
             records[(method, seed)] = out[1]
         trained += [{"method": method, "seed": seed, "epoch": h["epoch"], "started": started,
-                     "seconds": h["epoch_seconds"]} for h in _history(out_dir, method, seed)[done_before:]]
+                     "seconds": h["epoch_seconds"]} for h in run_history(out_dir, method, seed)[done_before:]]
     return [records[(m, s)] for m in cfg.methods for s in cfg.seeds], trained
 
 
