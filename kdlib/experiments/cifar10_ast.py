@@ -90,9 +90,9 @@ def _presets() -> dict[str, CifarASTConfig]:
                                                                          label_smoothing=0.1, augment_crop_pad=2),
                                model_kwargs={"width": 0.5}, target_rate=0.3, warmup_epochs=1),
         # CPU calibration on real images (the lead's run on CIFAR-10 JPEG copies: DATA_DIR with train/<class>/): every
-        # rule at rate 0.3 beside full training, 3 paired seeds, airbench at quarter width, 8 epochs (what 2 shared CPU cores allow in about 40 minutes).
+        # rule at rate 0.3 beside full training, 3 paired seeds, airbench at quarter width, 6 epochs (what 2 CPU cores allow in about 35 minutes).
         "cpu-real": CifarASTConfig("cpu-real", "cifar10", [0, 1, 2],
-                                   TrainConfig(epochs=8, batch_size=256, lr=0.1, warmup_epochs=1, label_smoothing=0.1,
+                                   TrainConfig(epochs=6, batch_size=256, lr=0.1, warmup_epochs=1, label_smoothing=0.1,
                                                **crop_flip),
                                    model_kwargs={"width": 0.25}, methods=list(METHODS), target_rate=0.3,
                                    warmup_epochs=1),
