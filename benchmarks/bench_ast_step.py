@@ -3,8 +3,9 @@
 Everything runs in one process through kdlib's own loop (``fit``) and ``ASTObjective``, on the same model
 and data. For each configuration the first epoch is a full warm-up and the next ones let the PI controller settle; the last
 ``--timed`` epochs are timed (training passes only). The speed-up printed is full's seconds per epoch divided by the
-configuration's, beside the ceiling at the activation rate actually realised:
-  scoring forward: 3 / (1 + 2a)  (one scoring forward of the whole batch + forward/backward of a fraction a)
+configuration's, beside the ceiling at the activation rate actually realised (``kdlib.sparse.reporting.speedup_ceiling``
+from the epochs' own counts; a forward counts 1, a backward 2):
+  scoring forward: 3 / (1 + 3a)  (one scoring forward of the whole batch + forward/backward of a fraction a)
   stale scores:    1 / a         (no scoring forward)
 Run: python benchmarks/bench_ast_step.py [--device cuda]
 """
@@ -20,17 +21,20 @@ from kdlib.data.mnist import load_digits_images
 from kdlib.data.splits import ImageSplits
 from kdlib.models import create_model
 from kdlib.sparse import ASTObjective, PIController
+from kdlib.sparse.reporting import compute_units, speedup_ceiling
 from kdlib.train import TrainConfig, fit
 
 
 def seconds_per_epoch(data: ImageSplits, model_name: str, model_kwargs: dict, config: TrainConfig, timed: int,
-                      device: torch.device, objective=None) -> tuple[float, float]:
-    """(mean seconds of the last `timed` epochs, their realised activation rate)."""
+                      device: torch.device, objective=None) -> tuple[float, float, float]:
+    """(mean seconds of the last `timed` epochs, their realised activation rate, their mean compute units)."""
     torch.manual_seed(0)
     result = fit(create_model(model_name, **model_kwargs), data, config, objective, device=device)
     last = result.history[-timed:]
     processed = (len(data.train_y) // config.batch_size) * config.batch_size * timed  # drop_last batches
-    return sum(h["epoch_seconds"] for h in last) / timed, sum(h["samples_backpropagated"] for h in last) / processed
+    units = sum(compute_units(h["samples_forwarded"], h["samples_backpropagated"]) for h in last) / timed
+    return (sum(h["epoch_seconds"] for h in last) / timed, sum(h["samples_backpropagated"] for h in last) / processed,
+            units)
 
 
 def main():
@@ -59,20 +63,20 @@ def main():
           f"mean of the last {args.timed} of {args.epochs} epochs")
     # Full training is timed before and after the AST configurations; their mean is the baseline, and the
     # two figures show how much this machine's speed drifted during the benchmark.
-    full_before, _ = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device)
+    full_before, _, full_units = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device)
     rows = []
     for scoring in ("forward", "stale"):
         for target in args.rates:
             # one warm-up epoch of full training, as real runs have: a random model's scores say little
             objective = ASTObjective(len(data.train_y), PIController(target=target), scoring=scoring, warmup_epochs=1)
-            seconds, rate = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device, objective)
-            rows.append((scoring, target, rate, seconds))
-    full_after, _ = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device)
+            seconds, rate, units = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device, objective)
+            rows.append((scoring, target, rate, seconds, units))
+    full_after, _, _ = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device)
     full = (full_before + full_after) / 2
     print(f"full step: {full:.3f} s/epoch (before the AST runs {full_before:.3f}, after {full_after:.3f})")
     print(f"{'scoring':>9} {'target a':>8} {'realised a':>10} {'s/epoch':>8} {'speed-up':>8} {'ceiling':>8} {'of ceiling':>10}")
-    for scoring, target, rate, seconds in rows:
-        ceiling = 3 / (1 + 2 * rate) if scoring == "forward" else 1 / rate
+    for scoring, target, rate, seconds, units in rows:
+        ceiling = speedup_ceiling(full_units, units)
         speedup = full / seconds
         print(f"{scoring:>9} {target:8.2f} {rate:10.3f} {seconds:8.3f} {speedup:7.2f}x {ceiling:7.2f}x {speedup / ceiling:9.0%}")
 

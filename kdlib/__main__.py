@@ -17,8 +17,16 @@ from .experiments import NOTEBOOKS
 from .paths import NOTEBOOK_DIR
 
 # command-line options that set a notebook's own parameters
-EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"), "cifar10-ast": ("epochs", "target_rate", "scoring"),
+EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"),
+                      "cifar10-ast": ("epochs", "target_rate", "scoring", "methods"),
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
+
+
+def experiment_presets(experiment: str) -> tuple[str, ...]:
+    """The presets ``experiment``'s module defines (every one has demo, quick and full; some have more)."""
+    import importlib
+
+    return importlib.import_module(f"kdlib.experiments.{experiment.replace('-', '_')}").PRESETS
 
 
 def _data_dir(data: str | None) -> str | None:
@@ -81,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute an experiment's notebook headlessly")
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))
-    run.add_argument("--preset", default="demo", choices=("demo", "quick", "full"))
+    run.add_argument("--preset", default="demo",
+                     help="demo, quick or full (cifar10-ast also cpu-real: the shoot-out on real images on a CPU)")
     run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
     run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
                                     "then demo uses the embedded digits, quick and full download)")
@@ -96,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--epochs", type=int, help="cifar10-ast, imagenet100-ast: epochs")
     run.add_argument("--target-rate", type=float, help="cifar10-ast, imagenet100-ast: the controller's target activation rate")
     run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast, imagenet100-ast: how samples are scored")
+    run.add_argument("--methods", nargs="+", metavar="METHOD",
+                     help="cifar10-ast: which methods run (default: the preset's), from full, ast, random, "
+                          "selective-backprop, infobatch, random@infobatch")
     kaggle = commands.add_parser("kaggle", help="Kaggle kernels")
     kaggle_commands = kaggle.add_subparsers(dest="kaggle_command", required=True)
     validate = kaggle_commands.add_parser("validate", help="check kaggle_kernels/<name> before a push")
@@ -144,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: each seed must appear once "
                      "(a repeated seed would be counted as two runs in the statistics)")
+    presets = experiment_presets(args.experiment)
+    if args.preset not in presets:
+        parser.error(f"--preset {args.preset!r}: {args.experiment} has the presets {', '.join(presets)}")
     per_experiment = EXPERIMENT_OPTIONS[args.experiment]
     for options in EXPERIMENT_OPTIONS.values():
         for name in set(options) - set(per_experiment):

@@ -91,6 +91,27 @@ def write_cifar_batches(folder: Path, per_batch: int = 20, seed: int = 0) -> Pat
     return target
 
 
+def write_cifar_tree(folder: Path, per_class: int = 6, test_per_class: int | None = 2, fmt: str = "png",
+                     seed: int = 0) -> Path:
+    """CIFAR-10 as image folders: train/<class>/NNNN.<fmt> (and test/<class>/ unless test_per_class is None),
+    32x32 RGB. The red channel encodes the label (20 * label; PNG keeps it exact), the rest is noise."""
+    from PIL import Image
+
+    from kdlib.data.cifar import CLASSES
+
+    rng = np.random.default_rng(seed)
+    splits = {"train": per_class, **({"test": test_per_class} if test_per_class is not None else {})}
+    for split, count in splits.items():
+        for label, name in enumerate(CLASSES):
+            target = folder / split / name
+            target.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                pixels[:, :, 0] = 20 * label
+                Image.fromarray(pixels).save(target / f"{i:04d}.{fmt}")
+    return folder
+
+
 def tiny_splits(n_train=96, n_val=32, n_test=32, channels=1, size=8, seed=0):
     """4 classes, told apart by which quadrant of the image is bright: learnable in a few epochs."""
     import torch

@@ -112,7 +112,7 @@ def imagenet_other_rate(tmp: Path):
     return library(lambda: exp.train_method("ast", cfg, data, tmp, CPU, 0))
 
 
-@case("cifar10-ast killed after its last checkpoint, before record.json: the rerun's significance stream",
+@case("cifar10-ast killed after its last checkpoint, before record.json: the rerun's selection trace",
       r"stream kept: 8 batches")
 def stream_after_kill(tmp: Path):
     from kdlib import runs
@@ -124,11 +124,11 @@ def stream_after_kill(tmp: Path):
     exp.train_method("ast", cfg, data, tmp, CPU, 0)
     folder = runs.run_dir(tmp, "ast", 0)
     (folder / "record.json").unlink()
-    (folder / "significance_stream.npy").unlink()
+    (folder / "selection_trace.npz").unlink()
     record = exp.train_method("ast", cfg, data, tmp, CPU, 0)
-    if record["significance_stream"] is None:
+    if record["selection_trace"] is None:
         return 0, "no stream"  # silent: the notebook's last cell would fail
-    return 1, f"stream kept: {len(np.load(record['significance_stream']))} batches"
+    return 1, f"stream kept: {len(np.load(record['selection_trace'])['scores'])} batches"
 
 
 @case("fewer training rows than a batch, with drop_last", r"make no full batch of 32")

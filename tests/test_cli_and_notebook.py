@@ -37,6 +37,12 @@ def test_bad_parameters_are_explained(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "cifar10-ast", "--out", str(tmp_path), "--teacher-epochs", "3"])
     assert "does not apply to cifar10-ast" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "mnist-kd", "--out", str(tmp_path), "--preset", "cpu-real"])
+    assert "mnist-kd has the presets demo, quick, full" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "mnist-kd", "--out", str(tmp_path), "--methods", "full"])
+    assert "--methods does not apply to mnist-kd" in capsys.readouterr().err
 
 
 def test_demo_teacher_trains_at_least_as_many_steps_as_a_student():

@@ -76,20 +76,20 @@ def test_imagenet_finished_run_with_another_target_rate_is_refused(tmp_path):
         imagenet100_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
 
 
-def test_the_significance_stream_survives_a_kill_after_the_last_checkpoint(tmp_path):
+def test_the_selection_trace_survives_a_kill_after_the_last_checkpoint(tmp_path):
     cfg = cifar10_ast.make_config("demo", seeds=[0], epochs=3, progress=False)
     cfg.train.batch_size = 32
     data = tiny_splits(128, 32, 32, channels=3, size=16)
     cfg.model_kwargs = {"width": 0.25}
     first = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
-    stream = np.load(first["significance_stream"])
+    stream = np.load(first["selection_trace"])["scores"]
     assert len(stream) == 2 * (128 // 32)  # every selective batch of epochs 2 and 3
     folder = runs.run_dir(tmp_path, "ast", 0)
     (folder / "record.json").unlink()  # killed after the last checkpoint, before the record
-    (folder / "significance_stream.npy").unlink()
+    (folder / "selection_trace.npz").unlink()
     again = cifar10_ast.train_method("ast", cfg, data, tmp_path, CPU, 0)
-    assert again["significance_stream"] is not None
-    np.testing.assert_array_equal(np.load(again["significance_stream"]), stream)
+    assert again["selection_trace"] is not None
+    np.testing.assert_array_equal(np.load(again["selection_trace"])["scores"], stream)
 
 
 def test_zero_training_steps_are_refused_with_the_sizes(tmp_path):

@@ -85,28 +85,37 @@ def _ast_record(method, seed, seconds, epochs, accuracy, backpropagated, **extra
             **extra}
 
 
-def test_cifar10_ast_results_measure_the_speed_up_as_a_ratio_of_means_and_compare_ast_with_both_baselines():
+def test_cifar10_ast_results_measure_the_speed_up_as_a_ratio_of_means_and_compare_each_rule_with_its_control():
     """Two seeds, one epoch each. Train seconds: full 10, 12 (mean 11); ast 4, 7 (mean 5.5): speed-up 11 / 5.5 =
-    2.0 (the mean of the per-seed ratios, 2.5 and 1.71, would say 2.11); ast-random 8, 14: 1.0."""
-    seconds = {"full": (10, 12), "ast": (4, 7), "ast-random": (8, 14)}
-    accuracy = {"full": (0.90, 0.92), "ast": (0.89, 0.90), "ast-random": (0.80, 0.83)}
-    runs = [_ast_record(m, s, seconds[m][s], 1, accuracy[m][s], 1000 if m == "full" else 300)
-            for m in cifar10_ast.METHODS for s in (0, 1)]
-    res = cifar10_ast.results(cifar10_ast.make_config("demo"), tiny_splits(channels=3), runs, CPU)
+    2.0 (the mean of the per-seed ratios, 2.5 and 1.71, would say 2.11); random 8, 14: 1.0. AST is compared with
+    random, its control at the same budget, and with full; McNemar per seed reads the records' test predictions."""
+    data = tiny_splits(channels=3)
+    labels = data.test_y.tolist()
+    wrong = [(y + 1) % 10 for y in labels]
+    seconds = {"full": (10, 12), "ast": (4, 7), "random": (8, 14)}
+    accuracy = {"full": (0.90, 0.92), "ast": (0.89, 0.90), "random": (0.80, 0.83)}
+    # seed 0: ast right on the first 3 test images that random gets wrong, and no other difference
+    predictions = {"ast": labels, "random": wrong[:3] + labels[3:], "full": labels}
+    methods = ("full", "ast", "random")
+    runs = [_ast_record(m, s, seconds[m][s], 1, accuracy[m][s], 1000 if m == "full" else 300,
+                        test_predictions=predictions[m]) for m in methods for s in (0, 1)]
+    res = cifar10_ast.results(cifar10_ast.make_config("demo"), data, runs, CPU)
 
     assert results_io.validate_results(res) == []
     summary = {s["method"]: s for s in res["summary"]}
-    assert [summary[m]["speedup_vs_full"] for m in cifar10_ast.METHODS] == pytest.approx([1.0, 2.0, 1.0])
+    assert [summary[m]["speedup_vs_full"] for m in methods] == pytest.approx([1.0, 2.0, 1.0])
     assert summary["ast"]["retention"] == pytest.approx(0.895 / 0.91)
-    ast_vs_full, ast_vs_random = res["comparisons"]
-    assert (ast_vs_full["baseline"], ast_vs_random["baseline"]) == ("full", "ast-random")
-    assert ast_vs_full["difference_mean"] == pytest.approx(-0.015) and ast_vs_random["difference_mean"] == pytest.approx(0.08)
-    table = cifar10_ast.ast_summary_frame(res).set_index("method")
-    assert list(table["speed-up vs full (measured)"]) == ["1.00x (training seconds)", "2.00x (training seconds)",
-                                                          "1.00x (training seconds)"]
+    (ast_vs_random,) = res["comparisons"]
+    assert (ast_vs_random["method"], ast_vs_random["control"], ast_vs_random["baseline"]) == ("ast", "random", "random")
+    assert ast_vs_random["difference_mean"] == pytest.approx(0.08)
+    assert ast_vs_random["versus_reference"]["difference_mean"] == pytest.approx(-0.015)
+    assert [(r["only_a_correct"], r["only_b_correct"]) for r in ast_vs_random["mcnemar"]["per_seed"]] == [(3, 0), (3, 0)]
+    assert "test_predictions" not in res["runs"][0]  # the records carry them; results.json does not
+    table = cifar10_ast.ast_summary_table(res).set_index("method")
+    assert list(table["speed-up (measured)"]) == ["1.00x", "2.00x", "1.00x"]
     assert table.loc["ast", "backprop samples"] == "300" and table.loc["full", "backprop samples"] == "1,000"
     assert set(table["GPU energy (J)"]) == {"n/a"} and "retention (%)" not in table and "top-5 (%)" not in table
-    only_full = cifar10_ast.results(cifar10_ast.make_config("demo"), tiny_splits(channels=3), runs[:2], CPU)
+    only_full = cifar10_ast.results(cifar10_ast.make_config("demo"), data, runs[:2], CPU)
     assert only_full["comparisons"] == []  # nothing ran to compare with
 
 
@@ -127,6 +136,6 @@ def test_imagenet100_ast_results_compare_per_epoch_when_the_baseline_ran_fewer_e
     (comparison,) = res["comparisons"]
     assert (comparison["method"], comparison["baseline"]) == ("ast", "full")
     assert comparison["difference_mean"] == pytest.approx(0.02) and comparison["p_value"] is None  # one seed
-    table = imagenet100_ast.ast_summary_frame(res).set_index("method")
-    assert table.loc["ast", "speed-up vs full (measured)"] == "2.50x (seconds per epoch)"
+    table = imagenet100_ast.ast_summary_table(res).set_index("method")
+    assert table.loc["ast", "speed-up (measured)"] == "2.50x per epoch"
     assert table.loc["ast", "top-5 (%)"] == "96.00"

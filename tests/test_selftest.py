@@ -44,7 +44,8 @@ def test_ast_rows_state_the_ceiling_and_the_cost_of_new_shapes(cpu_selftest):
     _, result = cpu_selftest
     forward, stale = (next(r for r in result["rows"] if f"({mode} scoring)" in r["check"]) for mode in ("forward", "stale"))
     rate = forward["realised_rate"]
-    assert forward["ceiling"] == pytest.approx(3 / (1 + 2 * rate))
+    # a scored sample costs a forward (1), a learned one a forward and a backward (1 + 2): 3 / (1 + 3a)
+    assert forward["ceiling"] == pytest.approx(3 / (1 + 3 * rate))
     assert stale["ceiling"] == pytest.approx(1 / stale["realised_rate"])
     for row in (forward, stale):
         assert "first AST epoch" in row["figure"] and row["distinct_sizes"] <= 16
@@ -119,7 +120,8 @@ def test_a_speedup_above_its_ceiling_is_flagged_not_reported(monkeypatch):
             history = [{"epoch_seconds": 10.0}] * config.epochs
         else:  # AST at a = 0.3 learning from 0.3 of each batch, 0.1 s epochs
             history = [{"epoch_seconds": 0.1, "samples_backpropagated": int(0.3 * processed),
-                        "learning_pass_sizes": [8]} for _ in range(config.epochs)]
+                        "samples_forwarded": processed + int(0.3 * processed), "learning_pass_sizes": [8]}
+                       for _ in range(config.epochs)]
         return types.SimpleNamespace(history=history)
 
     monkeypatch.setattr(train, "fit", fake_fit)

@@ -1,11 +1,19 @@
-"""CIFAR-10 from its python pickles (``cifar-10-batches-py/``), found under any mount layout or downloaded."""
+"""CIFAR-10 from its python pickles (``cifar-10-batches-py/``) or as image folders (``train/<class>/*.png|jpg``,
+optionally ``test/<class>/...``, as Kaggle also hosts it), found under any mount layout or downloaded (pickles).
+
+Where both layouts are present the pickles win (they are the official pixels). An image tree is decoded once into
+memory; unreadable files are skipped and counted. Without a ``test/`` folder a seeded, stratified test split is
+carved from ``train/``, and the data's notes (``results.json``'s ``dataset.notes``) say so.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +21,7 @@ import torch
 
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
-from .splits import CorruptDataError, ImageSplits, carve_validation
+from .splits import CorruptDataError, ImageSplits, carve_stratified, carve_validation
 
 _MANIFEST = read_manifest("cifar10")
 CLASSES = list(_MANIFEST["classes"])
@@ -21,11 +29,15 @@ CLASSES = list(_MANIFEST["classes"])
 MD5 = {f["name"]: f["md5"] for f in _MANIFEST["files"] if "images" in f}
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 N_VAL_FULL = 5000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SIZE = 32
+TEST_FRACTION = 1 / 6  # carved when there is no test/ folder: CIFAR-10's own 10,000 of 60,000
+MAX_TREE_DEPTH = 5
 HELP = (
     "CIFAR-10 was not found. On Kaggle: 'Add Input' > Datasets > 'pankrzysiu/cifar10-python'. Elsewhere: pass "
     "DATA_DIR (notebook) or --data (CLI) pointing at a folder containing cifar-10-batches-py/ (data_batch_1..5 "
-    "and test_batch), or run with internet access so torchvision can download it. For an offline try-out use "
-    "PRESET='demo'."
+    "and test_batch) or image folders train/<class>/*.png|jpg (test/<class>/ optional; the ten CIFAR-10 class "
+    "names), or run with internet access so torchvision can download it. For an offline try-out use PRESET='demo'."
 )
 
 
@@ -97,6 +109,133 @@ def find_cifar10(root: str | Path) -> dict[str, Path] | None:
     return files if all(p.exists() for p in files.values()) else None
 
 
+@dataclass
+class CifarImageTree:
+    """CIFAR-10 as image folders: each file's path and label (the official class order), per split."""
+
+    root: Path
+    train: list[tuple[str, int]]
+    test: list[tuple[str, int]] | None  # None: no test/ folder (a test split is carved from train)
+
+    @property
+    def formats(self) -> str:
+        suffixes = {Path(p).suffix.lower() for p, _ in self.train + (self.test or [])}
+        return "+".join(sorted({"JPEG" if s in (".jpg", ".jpeg") else "PNG" for s in suffixes}))
+
+
+def _class_folders(folder: Path) -> dict[int, Path] | None:
+    """{label: folder} when ``folder`` holds a sub-folder for each of the ten classes (names in any case)."""
+    try:
+        found = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+    except OSError:
+        return None
+    if not all(name in found for name in CLASSES):
+        return None
+    return {label: found[name] for label, name in enumerate(CLASSES)}
+
+
+def _image_files(folders: dict[int, Path]) -> list[tuple[str, int]]:
+    return [(str(folder / name), label) for label, folder in folders.items()
+            for name in sorted(os.listdir(folder)) if name.lower().endswith(IMAGE_SUFFIXES)]
+
+
+def index_image_tree(folder: str | Path) -> CifarImageTree | None:
+    """The image tree rooted at ``folder`` (``train/<class>/``, optional ``test/<class>/``), or None."""
+    folder = Path(folder)
+    subfolders = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else {}
+    train_classes = _class_folders(subfolders["train"]) if "train" in subfolders else None
+    if train_classes is None:
+        return None
+    train = _image_files(train_classes)
+    if not train:
+        return None
+    test_classes = _class_folders(subfolders["test"]) if "test" in subfolders else None
+    test = _image_files(test_classes) if test_classes else None
+    return CifarImageTree(folder, train, test or None)
+
+
+def find_cifar10_images(root: str | Path) -> CifarImageTree | None:
+    """The first CIFAR-10 image tree at or below ``root`` (shallow folders first)."""
+    root = Path(root)
+    frontier = [root] if root.is_dir() else []
+    for _ in range(MAX_TREE_DEPTH):
+        next_level = []
+        for folder in frontier:
+            tree = index_image_tree(folder)
+            if tree is not None:
+                return tree
+            try:
+                next_level += sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower() not in CLASSES)
+            except OSError:
+                continue
+        frontier = next_level
+    return None
+
+
+def find_cifar10_any(root: str | Path) -> dict[str, Path] | CifarImageTree | None:
+    """The pickles below root (the official pixels) if there, else an image tree, else None."""
+    return find_cifar10(root) or find_cifar10_images(root)
+
+
+def decode_images(paths: list[str], size: int = IMAGE_SIZE) -> tuple[torch.Tensor, np.ndarray, int]:
+    """(N, 3, size, size) uint8 of the readable files, a bool mask of which were readable, and how many were
+    resized from another size. Each file is decoded once, by PIL, in this thread: on 32x32 files a decode is
+    too short for a thread pool to gain (measured slower with 2 threads); 30,000 JPEGs take about 6 s."""
+    from PIL import Image
+
+    images, ok, resized = [], np.zeros(len(paths), dtype=bool), 0
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (size, size):
+                    image = image.resize((size, size), Image.BILINEAR)
+                    resized += 1
+                images.append(np.asarray(image, dtype=np.uint8))
+        except Exception:  # truncated, not an image, unreadable: skipped and counted by the caller
+            continue
+        ok[i] = True
+    if not images:
+        return torch.zeros((0, 3, size, size), dtype=torch.uint8), ok, resized
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), ok, resized
+
+
+def _decode_split(items: list[tuple[str, int]], root: Path, split: str, notes: list[str]):
+    paths = [p for p, _ in items]
+    x, ok, resized = decode_images(paths)
+    y = torch.tensor([label for (_, label), good in zip(items, ok) if good], dtype=torch.int64)
+    bad = [os.path.relpath(p, root) for p, good in zip(paths, ok) if not good]
+    if bad:
+        line = (f"{len(bad)} of {len(paths)} {split} image files could not be decoded and were skipped "
+                f"(e.g. {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
+        warnings.warn(f"CIFAR-10 in {root}: {line}", stacklevel=3)
+        notes.append(line)
+    if resized:
+        notes.append(f"{resized} {split} images were not {IMAGE_SIZE}x{IMAGE_SIZE} and were resized to it")
+    if len(y) == 0:
+        raise CorruptDataError(f"{root}: none of the {len(paths)} {split} image files could be decoded")
+    return x, y
+
+
+def load_cifar10_images(tree: CifarImageTree, n_val: int | None = None, seed: int = 0,
+                        test_fraction: float = TEST_FRACTION) -> ImageSplits:
+    """CIFAR-10 image folders as train / validation / test, every image decoded once. Without test/, a
+    stratified ``test_fraction`` of each class is carved from train (seeded) and the notes say so; the
+    validation part is then carved from the rest, as for the pickles."""
+    notes: list[str] = []
+    x, y = _decode_split(tree.train, tree.root, "train", notes)
+    if tree.test is not None:
+        test_x, test_y = _decode_split(tree.test, tree.root, "test", notes)
+    else:
+        x, y, test_x, test_y = carve_stratified(x, y, test_fraction, seed, what=f"{tree.root}/train")
+        notes.append(f"no test/ folder: the test split is {len(test_y):,} images carved from train/ "
+                     f"({test_fraction:.3g} of each class, seed {seed}), not the official CIFAR-10 test set")
+    n_val = n_val or (N_VAL_FULL if len(y) >= 50_000 else max(1, len(y) // 10))
+    train_x, train_y, val_x, val_y = carve_validation(x, y, n_val, seed)
+    return ImageSplits(f"CIFAR-10 ({tree.formats} image folders)", str(tree.root), train_x, train_y, val_x, val_y,
+                       test_x, test_y, classes=list(CLASSES), notes=notes)
+
+
 def _download(cache: Path) -> None:
     import torchvision
 
@@ -105,28 +244,34 @@ def _download(cache: Path) -> None:
 
 def locate_cifar10(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
     """Find CIFAR-10: in data_dir if given, else under the input root (/kaggle/input), else download."""
-    return locate("CIFAR-10", find_cifar10, data_dir, _download if download else None, "cifar10", HELP)
+    return locate("CIFAR-10", find_cifar10_any, data_dir, _download if download else None, "cifar10", HELP)
 
 
 def cifar10_source(data_dir: str | Path | None = None, download: bool = True,
                    local_only: bool = False) -> DataSource | None:
-    """Which CIFAR-10 copy a run uses and why. ``local_only``: only DATA_DIR or the input root, never the cache or
-    a download; None when it is in neither."""
+    """Which CIFAR-10 copy a run uses and why: the pickles (``files``: {name: path}) or an image tree
+    (``files``: a ``CifarImageTree``). ``local_only``: only DATA_DIR or the input root, never the cache or a
+    download; None when it is in neither."""
     if local_only:
-        found = find_local("CIFAR-10", find_cifar10, data_dir, HELP)
+        found = find_local("CIFAR-10", find_cifar10_any, data_dir, HELP)
         if found is None:
             return None
     else:
-        found = locate_source("CIFAR-10", find_cifar10, data_dir, _download if download else None, "cifar10", HELP)
+        found = locate_source("CIFAR-10", find_cifar10_any, data_dir, _download if download else None, "cifar10", HELP)
     files, folder, reason = found
+    if isinstance(files, CifarImageTree):
+        return DataSource(f"CIFAR-10 ({files.formats} image folders)", files,
+                          str(dataset_folder(files.root / "train", folder)), reason)
     return DataSource("CIFAR-10", files, str(dataset_folder(files["test_batch"], folder)), reason)
 
 
 def load_cifar10(data_dir: str | Path | None = None, n_val: int | None = None, seed: int = 0,
                  download: bool = True, verify_md5: bool = True, files: dict | None = None) -> ImageSplits:
     """CIFAR-10 as train / validation (carved from train by a seeded permutation) / test. ``files``: from
-    cifar10_source (else located here)."""
+    cifar10_source (else located here): the pickles, or an image tree (``load_cifar10_images``)."""
     files = files if files is not None else locate_cifar10(data_dir, download)
+    if isinstance(files, CifarImageTree):
+        return load_cifar10_images(files, n_val, seed)
     if verify_md5:
         wrong = [name for name, path in files.items() if md5(path) != MD5[name]]
         if wrong:

@@ -46,9 +46,13 @@ class ImageSplits:
         return int(self.train_x.shape[1])
 
     def channel_stats(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of the training images in [0, 1], used for normalisation."""
-        x = self.train_x.float().div_(255)
-        return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+        """Per-channel mean and std of the training images in [0, 1], used for normalisation (computed once: a run
+        resumed every epoch, as the interleaved shoot-out does, asks for them each time)."""
+        cached = self.__dict__.get("_channel_stats")
+        if cached is None:
+            x = self.train_x.float().div_(255)
+            cached = self.__dict__["_channel_stats"] = (x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist())
+        return list(cached[0]), list(cached[1])
 
     def fingerprint(self) -> str:
         """SHA-256 of the name, the classes, each split's shape and every pixel and label: two loads of the
@@ -84,3 +88,21 @@ def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int, wh
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+
+def carve_stratified(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int, what: str = "the training data"):
+    """Split (x, y) into a rest and a held-out part holding ``round(fraction * n_c)`` images of each class c
+    (at least one of every class with two or more), by a seeded permutation per class."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"held-out fraction {fraction} must be between 0 and 1")
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for c in torch.unique(y).tolist():
+        members = (y == c).nonzero(as_tuple=True)[0]
+        k = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    held_mask = torch.zeros(len(y), dtype=torch.bool)
+    held_mask[torch.cat(held)] = True
+    if held_mask.all() or not held_mask.any():
+        raise CorruptDataError(f"{what} holds {len(y)} image(s): too few to carve a test split from each class")
+    return x[~held_mask], y[~held_mask], x[held_mask], y[held_mask]

@@ -36,13 +36,14 @@ def make_test_loader(data: ImageSplits, device: torch.device, config: TrainConfi
 
 def train_and_test(method: str, model_name: str, data: ImageSplits, config: TrainConfig, out_dir: Path,
                    device: torch.device, objective: Objective | None = None, model: nn.Module | None = None,
-                   evaluate_test: bool = True, **model_kwargs) -> tuple[nn.Module, dict]:
+                   evaluate_test: bool = True, callbacks: tuple = (), **model_kwargs) -> tuple[nn.Module, dict]:
     """Train ``model_name`` with ``objective``, keep the best epoch by validation accuracy, then use
     the test split once. Checkpoints and the record (test predictions included) live in the run's folder
     (``kdlib.runs``):
     calling again resumes an interrupted run, or returns a finished one without touching test data, in
     both cases only if the data and every setting are the ones it was made with (else ``RunMismatchError``).
-    ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split."""
+    ``evaluate_test=False`` (probe runs that only inform a choice) never touches the test split. ``callbacks``:
+    ``fit``'s, called after each epoch's checkpoint (one that raises stops the run there; calling again resumes it)."""
     run_dir = runs.run_dir(out_dir, method, config.seed)
     objective = objective or Objective(config.label_smoothing)
     identity = runs.identity(method, model_name, model_kwargs, config.to_dict(), objective.settings(),
@@ -53,7 +54,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
     runtime.seed_everything(config.seed, config.deterministic)
     if model is None:
         model = create_model(model_name, num_classes=data.num_classes, in_chans=data.in_chans, **model_kwargs)
-    result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir,
+    result: FitResult = fit(model, data, config, objective, device, checkpoint_dir=run_dir, callbacks=callbacks,
                             desc=f"{method} seed {config.seed}")
     if finished is not None:
         return model, finished
@@ -102,24 +103,6 @@ def check_seeds(seeds) -> list[int]:
         raise ValueError(f"SEEDS={seeds} repeats {repeated}: each seed must appear once (a repeated seed would be "
                          "counted as two runs in the mean, the spread and the tests)")
     return seeds
-
-
-def ast_summary_frame(results: dict):
-    """The AST notebooks' summary table: ``summary_frame`` less retention and compression (every method trains
-    the same model), with top-5 where the runs measured it, the speed-up against full training measured in this
-    run (and its basis), the samples back-propagated and the GPU energy (n/a without NVML)."""
-    from ..results_io import summary_frame
-
-    summary = results["summary"]
-    table = summary_frame(results).drop(columns=["compression", "retention (%)"])
-    if all("test_top5_mean" in s for s in summary):
-        table["top-5 (%)"] = [f"{100 * s['test_top5_mean']:.2f}" for s in summary]
-    table["speed-up vs full (measured)"] = [f"{s['speedup_vs_full']:.2f}x ({s['speedup_basis']})"
-                                            if s.get("speedup_vs_full") is not None else "n/a" for s in summary]
-    table["backprop samples"] = [f"{s['samples_backpropagated_mean']:,.0f}" for s in summary]
-    table["GPU energy (J)"] = [f"{s['energy_joules_mean']:.0f}" if s["energy_joules_mean"] is not None else "n/a"
-                               for s in summary]
-    return table
 
 
 def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None = None, target_rate: float | None = None,

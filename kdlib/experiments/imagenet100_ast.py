@@ -30,11 +30,11 @@ from ..evaluate import predict_logits
 from ..fileio import atomic_write_json
 from ..models import count_parameters, create_model
 from ..results_io import build_results
-from ..sparse.reporting import add_cost_ratios
+from ..sparse.reporting import add_cost_ratios, ast_summary_table
 from ..sparse import ASTObjective, PIController
 from ..statistics import compare_pairs
 from ..train import FitResult, TrainConfig, fit
-from .common import ast_summary_frame, make_ast_config, prepare_out_dir
+from .common import make_ast_config, prepare_out_dir
 
 EXPERIMENT = "imagenet100-ast"
 METHODS = ("full", "ast")
@@ -357,4 +357,4 @@ def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: t
 
 
 __all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method",
-           "per_epoch_frame", "results", "ast_summary_frame", "prepare_out_dir", "write_demo_jpegs"]
+           "per_epoch_frame", "results", "ast_summary_table", "prepare_out_dir", "write_demo_jpegs"]

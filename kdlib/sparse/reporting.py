@@ -54,6 +54,92 @@ def plot_cost_bars(summary: list[dict], path=None):
     return _save(fig, path)
 
 
+# ---- cost: measured speed-ups and the ceiling they cannot pass -------------------------------------------------
+
+# A sample's training compute in forward-pass units: a forward costs 1 and its backward 2 more (the usual FLOP
+# count: about 2N multiply-adds forward and 4N backward for N weights). A sample only scored (a no-grad forward)
+# costs 1; a sample learned from costs 3.
+FORWARD_UNITS, BACKWARD_UNITS = 1, 2
+# A measured speed-up above CEILING_TOLERANCE x its ceiling is a timing error, not a result (the tolerance covers
+# what the FLOP count leaves out, e.g. an eval-mode scoring forward being a little cheaper than a training one).
+CEILING_TOLERANCE = 1.1
+
+
+def compute_units(samples_forwarded: float, samples_backpropagated: float) -> float:
+    """Training compute in forward-pass units, from a run's own counts: every sample through any forward pass
+    (``samples_forwarded``, scoring and learning) costs 1, every sample backpropagated 2 more."""
+    return FORWARD_UNITS * samples_forwarded + BACKWARD_UNITS * samples_backpropagated
+
+
+def speedup_ceiling(reference_units: float, units: float) -> float | None:
+    """The largest speed-up a method can show against the reference from doing less work: the ratio of their
+    compute units (``compute_units``). Forward scoring at rate a against full training: 3 / (1 + 3a); stale
+    scores or pruned batches: 1 / a."""
+    return reference_units / units if units else None
+
+
+def above_ceiling(speedup: float | None, ceiling: float | None) -> bool:
+    return speedup is not None and ceiling is not None and speedup > CEILING_TOLERANCE * ceiling
+
+
+def _epoch_units(record: dict) -> list[float | None]:
+    return [compute_units(h["samples_forwarded"], h["samples_backpropagated"])
+            if "samples_forwarded" in h and "samples_backpropagated" in h else None for h in record.get("history", [])]
+
+
+def _run_units(record: dict, per_epoch: bool) -> float | None:
+    """Compute units of a run: its total, or (``per_epoch``) its mean per epoch."""
+    if not per_epoch and record.get("samples_forwarded") is not None and record.get("samples_backpropagated") is not None:
+        return compute_units(record["samples_forwarded"], record["samples_backpropagated"])
+    units = _epoch_units(record)
+    if not units or any(u is None for u in units):
+        return None
+    return float(np.sum(units) / (len(units) if per_epoch else 1))
+
+
+def epoch_speedups(reference_runs: list[dict], runs: list[dict]) -> dict:
+    """The per-epoch view of a speed-up, robust to a machine whose speed drifts between runs.
+
+    ``median``: the reference's median epoch seconds over the method's (epochs pooled over seeds), with
+    ``ceiling_median`` the same ratio of median epoch compute units; ``paired``: every epoch ratio of the
+    reference to the method on the same seed and epoch number, summarised by its quartiles and range."""
+    def pooled(rs, key):
+        return [h[key] for r in rs for h in r.get("history", []) if h.get(key) is not None]
+
+    ref_seconds, seconds = pooled(reference_runs, "epoch_seconds"), pooled(runs, "epoch_seconds")
+    if not ref_seconds or not seconds:
+        return {"median": None, "ceiling_median": None, "paired_quartiles": None, "paired_range": None}
+    ref_units = [u for r in reference_runs for u in _epoch_units(r)]
+    units = [u for r in runs for u in _epoch_units(r)]
+    ceiling = None
+    if ref_units and units and None not in ref_units and None not in units:
+        ceiling = speedup_ceiling(float(np.median(ref_units)), float(np.median(units)))
+    by_seed = {r["seed"]: r for r in reference_runs}
+    ratios = [ref["epoch_seconds"] / mine["epoch_seconds"]
+              for r in runs if r["seed"] in by_seed
+              for ref, mine in zip(by_seed[r["seed"]].get("history", []), r.get("history", []))
+              if mine.get("epoch_seconds")]
+    return {"median": float(np.median(ref_seconds) / np.median(seconds)), "ceiling_median": ceiling,
+            "paired_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])] if ratios else None,
+            "paired_range": [float(min(ratios)), float(max(ratios))] if ratios else None}
+
+
+def realised_rate(reference_runs: list[dict], runs: list[dict], per_epoch: bool = False) -> float | None:
+    """Samples backpropagated as a fraction of the reference's (full training: every sample, every epoch), mean
+    over the seeds; per epoch when the runs ran different numbers of epochs."""
+    def backprop(r):
+        value = r.get("samples_backpropagated")
+        if value is None:
+            return None
+        return value / max(1, len(r.get("history", [])) or r.get("epochs", 1)) if per_epoch else value
+
+    ref = [backprop(r) for r in reference_runs]
+    mine = [backprop(r) for r in runs]
+    if not ref or not mine or None in ref or None in mine:
+        return None
+    return float(np.mean(mine) / np.mean(ref))
+
+
 def add_cost_ratios(results: dict, runs: list[dict], reference: str = "full", per_epoch: bool = False) -> None:
     """Each summary row gets its measured cost against ``reference`` (full training) in the same run:
     ``speedup_vs_full`` (the reference's mean train seconds / the method's; with ``per_epoch``, when the
@@ -61,7 +147,13 @@ def add_cost_ratios(results: dict, runs: list[dict], reference: str = "full", pe
     ``energy_ratio_vs_full`` (None without NVML) and ``samples_backpropagated_mean``. Never a formula.
 
     Energy is compared on the same basis as time (``energy_basis``): with ``per_epoch`` the ratio is of mean
-    joules per epoch (``energy_joules_per_epoch_mean``), since totals over 4 and 10 epochs are not comparable."""
+    joules per epoch (``energy_joules_per_epoch_mean``), since totals over 4 and 10 epochs are not comparable.
+
+    Beside the ratio of totals, which a machine whose speed drifts can distort: ``speedup_median_epoch`` (ratio of
+    median epoch seconds) with the quartiles and range of the paired per-epoch ratios (``epoch_speedups``);
+    ``realised_rate`` (samples backpropagated / the reference's); ``speedup_ceiling`` and
+    ``speedup_ceiling_median_epoch`` from the runs' own counts (``speedup_ceiling``). A speed-up above its ceiling
+    sets ``speedup_above_ceiling`` and ``speedup_note`` says it is a measurement problem, not a result."""
     def seconds(r):
         return np.mean([h["epoch_seconds"] for h in r["history"]]) if per_epoch else r["train_seconds"]
 
@@ -80,6 +172,7 @@ def add_cost_ratios(results: dict, runs: list[dict], reference: str = "full", pe
     ref = by_method.get(reference, [])
     ref_seconds = float(np.mean([seconds(r) for r in ref])) if ref else None
     ref_energy_mean = mean_or_none([joules(r) for r in ref])
+    ref_units = mean_or_none([_run_units(r, per_epoch) for r in ref])
     for row in results["summary"]:
         rs = by_method[row["method"]]
         row["samples_backpropagated_mean"] = float(np.mean([r["samples_backpropagated"] for r in rs]))
@@ -91,3 +184,342 @@ def add_cost_ratios(results: dict, runs: list[dict], reference: str = "full", pe
         if per_epoch:
             row["energy_joules_per_epoch_mean"] = energy
         row["energy_ratio_vs_full"] = ref_energy_mean / energy if ref_energy_mean and energy else None
+        units = mean_or_none([_run_units(r, per_epoch) for r in rs])
+        row["realised_rate"] = realised_rate(ref, rs, per_epoch) if ref else None
+        row["speedup_ceiling"] = speedup_ceiling(ref_units, units) if ref_units and units else None
+        per_epoch_view = epoch_speedups(ref, rs) if ref else epoch_speedups([], [])
+        row["speedup_median_epoch"] = per_epoch_view["median"]
+        row["speedup_ceiling_median_epoch"] = per_epoch_view["ceiling_median"]
+        row["epoch_speedup_quartiles"] = per_epoch_view["paired_quartiles"]
+        row["epoch_speedup_range"] = per_epoch_view["paired_range"]
+        flagged = [(name, value, ceiling) for name, value, ceiling in (
+            ("total", row["speedup_vs_full"], row["speedup_ceiling"]),
+            ("median-epoch", row["speedup_median_epoch"], row["speedup_ceiling_median_epoch"]))
+            if above_ceiling(value, ceiling)]
+        row["speedup_above_ceiling"] = bool(flagged)
+        row["speedup_note"] = "; ".join(
+            f"the {name} speed-up {value:.2f}x is above its ceiling {ceiling:.2f}x"
+            + (f" at the realised rate {row['realised_rate']:.2f}" if row["realised_rate"] is not None else "")
+            + ": a measurement problem (the machine's speed changed while the methods ran), not a result"
+            for name, value, ceiling in flagged)
+
+
+# ---- the summary table (the CIFAR-10 and ImageNet-100 notebooks) -------------------------------------------------
+
+def _fmt(value, pattern: str, missing: str = "n/a") -> str:
+    return missing if value is None else pattern.format(value)
+
+
+def ast_summary_table(results: dict):
+    """The AST notebooks' summary: accuracy (top-5 where measured), the samples backpropagated and their rate,
+    the measured speed-up (total, and median epoch with the paired epochs' quartiles), its ceiling, GPU energy,
+    and a note where a speed-up is above its ceiling (a measurement problem, not a result)."""
+    from ..results_io import summary_frame
+
+    summary = results["summary"]
+    table = summary_frame(results).drop(columns=["compression", "retention (%)"])
+    if any("test_top5_mean" in s for s in summary):
+        table["top-5 (%)"] = [_fmt(None if s.get("test_top5_mean") is None else 100 * s["test_top5_mean"], "{:.2f}")
+                              for s in summary]
+    table["backprop samples"] = [f"{s['samples_backpropagated_mean']:,.0f}" for s in summary]
+    table["rate vs full"] = [_fmt(s.get("realised_rate"), "{:.3f}") for s in summary]
+    table["speed-up (measured)"] = [_fmt(s.get("speedup_vs_full"), "{:.2f}x")
+                                    + (" per epoch" if s.get("speedup_basis") == "seconds per epoch" else "")
+                                    for s in summary]
+    table["median-epoch speed-up [IQR]"] = [
+        _fmt(s.get("speedup_median_epoch"), "{:.2f}x")
+        + (f" [{s['epoch_speedup_quartiles'][0]:.2f}-{s['epoch_speedup_quartiles'][1]:.2f}]"
+           if s.get("epoch_speedup_quartiles") else "") for s in summary]
+    table["ceiling"] = [_fmt(s.get("speedup_ceiling"), "{:.2f}x") for s in summary]
+    per_epoch = [s.get("energy_basis") == "joules per epoch" for s in summary]
+    table["GPU energy (J)"] = [_fmt(s.get("energy_joules_per_epoch_mean" if pe else "energy_joules_mean"), "{:.0f}")
+                               + (" /epoch" if pe and s.get("energy_joules_per_epoch_mean") is not None else "")
+                               for s, pe in zip(summary, per_epoch)]
+    table["energy saving"] = [_fmt(s.get("energy_ratio_vs_full"), "{:.2f}x") for s in summary]
+    if any(s.get("speedup_above_ceiling") for s in summary):
+        table["timing check"] = ["ABOVE CEILING: not a result" if s.get("speedup_above_ceiling") else "ok"
+                                 for s in summary]
+    return table
+
+
+# ---- rules against their controls at the same budget -------------------------------------------------------------
+
+BUDGET_TOLERANCE = 0.10  # a rule and its control are "at the same budget" when their backprop samples differ by <= 10%
+
+
+def budget_frame(results: dict, controls: dict[str, str]):
+    """Each method's budget: samples backpropagated (mean over seeds), as a fraction of full training's, and for a
+    rule its control's and whether the two are at the same budget (within BUDGET_TOLERANCE)."""
+    import pandas as pd
+
+    rows = {s["method"]: s for s in results["summary"]}
+    frame = []
+    for method, s in rows.items():
+        control = controls.get(method)
+        row = {"method": method, "backprop samples": round(s["samples_backpropagated_mean"]),
+               "rate vs full": s.get("realised_rate"), "control": control or "", "control's rate": None,
+               "budget difference": None, "same budget": None}
+        if control in rows:
+            mine, theirs = s["samples_backpropagated_mean"], rows[control]["samples_backpropagated_mean"]
+            row["control's rate"] = rows[control].get("realised_rate")
+            row["budget difference"] = mine / theirs - 1
+            row["same budget"] = abs(mine / theirs - 1) <= BUDGET_TOLERANCE
+        frame.append(row)
+    return pd.DataFrame(frame)
+
+
+def compare_with_controls(results: dict, controls: dict[str, str], runs: list[dict] | None = None, labels=None,
+                          reference: str = "full", alpha: float = 0.05) -> list[dict]:
+    """For every rule whose control ran: the paired t-test over seeds against its control at the same budget and
+    against ``reference`` (``statistics.compare_methods``), and, given the run records ``runs`` (with their test
+    predictions) and the test ``labels``, McNemar's test per seed (``statistics.mcnemar_by_seed``)."""
+    from ..statistics import compare_methods, mcnemar_by_seed
+
+    ran = {r["method"] for r in results["runs"]}
+    budgets = {row["method"]: row for row in budget_frame(results, controls).to_dict("records")}
+    comparisons = []
+    for method, control in controls.items():
+        if method not in ran or control not in ran:
+            continue
+        paired = compare_methods(results, method, control, alpha)
+        difference, same = budgets[method]["budget difference"], budgets[method]["same budget"]
+        entry = {**paired, "control": control, "budget_difference": float(difference),
+                 "same_budget": bool(same),
+                 "beats_control": paired["p_value"] is not None and paired["p_value"] < alpha
+                 and paired["difference_mean"] > 0}
+        if reference in ran:
+            entry["versus_reference"] = compare_methods(results, method, reference, alpha)
+        if runs is not None and labels is not None:
+            entry["mcnemar"] = mcnemar_by_seed(runs, method, control, labels, alpha)
+        comparisons.append(entry)
+    return comparisons
+
+
+def verdicts(results: dict, comparisons: list[dict], alpha: float = 0.05, lossless_points: float = 0.5,
+             target_speedup: float = 1.4) -> list[str]:
+    """One sentence per rule, read from this run's numbers: does it beat its control at the same budget (paired
+    t-test at ``alpha``), how far is it from full training, and what did it measurably save. Then whether any rule
+    met the lossless target (within ``lossless_points`` of full at a credible measured speed-up >= target)."""
+    summary = {s["method"]: s for s in results["summary"]}
+    sentences, lossless = [], []
+    for c in comparisons:
+        method, control = c["method"], c["control"]
+        s = summary[method]
+        diff, p = 100 * c["difference_mean"], c["p_value"]
+        n = len(c["seeds"])
+        if p is None:
+            verdict = f"cannot be told from {control} ({n} seed(s): too few for a paired test)"
+        elif p < alpha and diff > 0:
+            verdict = f"BEATS {control} at the same budget (paired t-test p = {p:.3g} < {alpha}, {n} seeds)"
+        elif p < alpha:
+            verdict = f"is WORSE than {control} at the same budget (paired t-test p = {p:.3g} < {alpha}, {n} seeds)"
+        else:
+            verdict = (f"does NOT beat {control} at the same budget: the difference is not significant "
+                       f"(paired t-test p = {p:.3g} >= {alpha}, {n} seeds)")
+        text = (f"{method}: {100 * s['test_accuracy_mean']:.2f}% against {control}'s "
+                f"{100 * summary[control]['test_accuracy_mean']:.2f}% ({diff:+.2f} points); {method} {verdict}.")
+        if c.get("same_budget") is False:
+            text += (f" Caution: their budgets differ by {100 * c['budget_difference']:+.0f}% of samples backpropagated,"
+                     " so this is not a comparison at the same budget.")
+        versus = c.get("versus_reference")
+        if versus is not None:
+            gap = 100 * versus["difference_mean"]
+            text += f" Against full training: {gap:+.2f} points"
+            speedup = s.get("speedup_vs_full")
+            if s.get("speedup_above_ceiling"):
+                text += "; its measured speed-up is above its ceiling, so it is a timing error, not a result."
+            elif speedup is not None:
+                text += f", at a measured {speedup:.2f}x speed-up (rate {_fmt(s.get('realised_rate'), '{:.2f}')})."
+                if gap >= -lossless_points and speedup >= target_speedup:
+                    lossless.append(method)
+            else:
+                text += "."
+        sentences.append(text)
+    ran = [c["method"] for c in comparisons]
+    if ran:
+        sentences.append(
+            f"Lossless target (within {lossless_points} points of full training at a measured speed-up of at least "
+            f"{target_speedup}x): " + (f"met by {', '.join(lossless)}." if lossless else
+                                       f"met by none of {', '.join(ran)} in this run."))
+    return sentences
+
+
+# ---- why a rule does (not) beat its control --------------------------------------------------------------------
+
+def load_trace(path) -> dict | None:
+    """A run's recorded selections (``selection_trace.npz``): 'scores' and 'selected', one row per recorded batch
+    (or pruned epoch); None when the run recorded none (full training, the random control)."""
+    if not path:
+        return None
+    with np.load(path) as trace:
+        return {"scores": trace["scores"], "selected": trace["selected"].astype(bool)}
+
+
+def _selective_epochs(record: dict) -> list[dict]:
+    """The epochs a rule selected in (all of full training's)."""
+    return [h for h in record["history"] if not h.get("warmup", False)]
+
+
+def selection_evidence(runs: list[dict], method: str, control: str, classes: list[str] | None = None) -> dict:
+    """The numbers that show why ``method`` does or does not beat ``control``, each a mean over the seeds both ran:
+    the loss of the samples each learned from during the selective epochs (the training loss the loop reports is
+    over the learned samples only), the change of validation accuracy in the first selective epoch, the class whose
+    test accuracy differs most, and from the recorded selections the mean score of selected and unselected samples."""
+    mine = {r["seed"]: r for r in runs if r["method"] == method}
+    theirs = {r["seed"]: r for r in runs if r["method"] == control}
+    seeds = sorted(set(mine) & set(theirs))
+    if not seeds:
+        raise ValueError(f"no seed ran both {method!r} and {control!r}")
+
+    def learned_loss(r):
+        return float(np.mean([h["train_loss"] for h in _selective_epochs(r)]))
+
+    def first_step(r):  # validation accuracy after the first selective epoch minus after the warm-up
+        selective = _selective_epochs(r)
+        before = [h for h in r["history"] if h["epoch"] < selective[0]["epoch"]] if selective else []
+        return selective[0]["val_accuracy"] - before[-1]["val_accuracy"] if selective and before else None
+
+    evidence = {"method": method, "control": control, "seeds": seeds,
+                "learned_loss": float(np.mean([learned_loss(mine[s]) for s in seeds])),
+                "control_learned_loss": float(np.mean([learned_loss(theirs[s]) for s in seeds]))}
+    steps = [(first_step(mine[s]), first_step(theirs[s])) for s in seeds]
+    evidence["first_selective_epoch_val_change"] = (float(np.mean([a for a, _ in steps])) if all(
+        a is not None for a, _ in steps) else None)
+    evidence["control_first_selective_epoch_val_change"] = (float(np.mean([b for _, b in steps])) if all(
+        b is not None for _, b in steps) else None)
+    per_class = [np.subtract(mine[s]["per_class_accuracy"], theirs[s]["per_class_accuracy"]) for s in seeds
+                 if "per_class_accuracy" in mine[s] and "per_class_accuracy" in theirs[s]]
+    if per_class:
+        gaps = np.mean(per_class, axis=0)
+        worst = int(np.argmin(gaps))
+        evidence["per_class_gap"] = gaps.tolist()
+        evidence["worst_class"] = classes[worst] if classes else str(worst)
+        evidence["worst_class_gap"] = float(gaps[worst])
+    traces = [load_trace(mine[s].get("selection_trace")) for s in seeds]
+    traces = [t for t in traces if t is not None]
+    if traces:
+        scores = np.concatenate([t["scores"].ravel() for t in traces])
+        selected = np.concatenate([t["selected"].ravel() for t in traces])
+        finite = np.isfinite(scores)
+        if (selected & finite).any() and (~selected & finite).any():
+            evidence["score_selected_mean"] = float(scores[selected & finite].mean())
+            evidence["score_unselected_mean"] = float(scores[~selected & finite].mean())
+            evidence["recorded_selected_fraction"] = float(selected.mean())
+    evidence["text"] = _evidence_text(evidence)
+    return evidence
+
+
+def evidence_lines(runs: list[dict], comparisons: list[dict], classes: list[str] | None = None) -> list[str]:
+    """For each rule against its control, what it learned from and where it gained or lost (``selection_evidence``),
+    led by whether it beat the control at the same budget."""
+    lines = []
+    for c in comparisons:
+        lead = ("beats its control; what it selected" if c["beats_control"] else
+                f"does not beat {c['control']}; why, from this run's numbers")
+        lines.append(f"{c['method']} {lead}: " + selection_evidence(runs, c["method"], c["control"], classes)["text"])
+    return lines
+
+
+def _evidence_text(e: dict) -> str:
+    method, control = e["method"], e["control"]
+    parts = [f"the samples {method} learned from had a mean training loss of {e['learned_loss']:.3f} against "
+             f"{e['control_learned_loss']:.3f} for {control}'s"
+             + (f" ({e['learned_loss'] / e['control_learned_loss']:.1f}x)" if e["control_learned_loss"] else "")]
+    if "score_selected_mean" in e:
+        parts.append(f"in the recorded batches its selected samples scored {e['score_selected_mean']:.2f} on average "
+                     f"against {e['score_unselected_mean']:.2f} for those left out")
+    change, control_change = e.get("first_selective_epoch_val_change"), e.get("control_first_selective_epoch_val_change")
+    if change is not None and control_change is not None:
+        parts.append(f"in the first selective epoch its validation accuracy moved {100 * change:+.1f} points against "
+                     f"{100 * control_change:+.1f} for {control}")
+    if "worst_class" in e and e["worst_class_gap"] < 0:
+        parts.append(f"the class it loses most on against {control} is {e['worst_class']} "
+                     f"({100 * e['worst_class_gap']:+.1f} points of test accuracy)")
+    elif "worst_class" in e:
+        parts.append(f"it is at least as accurate as {control} on every class")
+    return f"{method} against {control}: " + "; ".join(parts) + "."
+
+
+# ---- figures ---------------------------------------------------------------------------------------------------
+
+def plot_accuracy_vs_cost(results: dict, path=None):
+    """Test accuracy against samples backpropagated and against measured training wall-clock: every seed's run
+    (small points) and each method's mean over seeds (large, labelled)."""
+    plt = _plt()
+    fig, (by_samples, by_time) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, s in enumerate(results["summary"]):
+        rs = [r for r in results["runs"] if r["method"] == s["method"]]
+        colour = colours[i % len(colours)]
+        for ax, key, mean in ((by_samples, "samples_backpropagated", s["samples_backpropagated_mean"]),
+                              (by_time, "train_seconds", s["train_seconds_mean"])):
+            ax.scatter([r[key] for r in rs], [100 * r["test_accuracy"] for r in rs], s=12, alpha=0.5, color=colour)
+            ax.scatter([mean], [100 * s["test_accuracy_mean"]], s=60, color=colour, label=s["method"], edgecolor="black")
+    by_samples.set(xlabel="samples backpropagated", ylabel="test accuracy (%)", title="accuracy against backprop budget")
+    by_time.set(xlabel="training wall-clock (s, measured)", title="accuracy against time")
+    by_time.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_epoch_timeline(slices: list[dict], path=None):
+    """Each epoch's measured seconds at the time it ran, by method: how the machine's speed drifted, and that the
+    interleaved methods met the same conditions."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    for method in dict.fromkeys(s["method"] for s in slices):
+        mine = [s for s in slices if s["method"] == method]
+        ax.scatter([s["started"] for s in mine], [s["seconds"] for s in mine], s=10, label=method)
+    ax.set(xlabel="time since the runs started (s)", ylabel="epoch seconds", title="epochs as they ran (interleaved)")
+    if slices:
+        ax.legend(fontsize=7, ncol=3)
+    return _save(fig, path)
+
+
+def plot_selection_evidence(runs: list[dict], comparisons: list[dict], classes: list[str], path=None):
+    """Why a rule does or does not beat its control: the scores of selected against unselected samples in the
+    recorded batches; the mean loss of the samples each method learned from, per epoch; the per-class test
+    accuracy of each rule minus its control."""
+    plt = _plt()
+    fig, (ax_scores, ax_loss, ax_class) = plt.subplots(1, 3, figsize=(14, 3.6))
+    plotted = False
+    for c in comparisons:
+        seeds = c["seeds"]
+        traces = [load_trace(r.get("selection_trace")) for r in runs if r["method"] == c["method"] and r["seed"] in seeds]
+        traces = [t for t in traces if t is not None]
+        if traces:
+            scores = np.concatenate([t["scores"].ravel() for t in traces])
+            selected = np.concatenate([t["selected"].ravel() for t in traces])
+            finite = np.isfinite(scores)
+            bins = np.linspace(*np.percentile(scores[finite], [0.5, 99.5]), 40) if finite.any() else 40
+            ax_scores.hist(scores[finite & selected], bins=bins, alpha=0.5, density=True, label=f"{c['method']}: selected")
+            ax_scores.hist(scores[finite & ~selected], bins=bins, alpha=0.5, density=True, histtype="step", lw=1.5,
+                           label=f"{c['method']}: left out")
+            plotted = True
+    ax_scores.set(xlabel="score when selected (recorded batches)", ylabel="density", title="selected vs left out")
+    if plotted:
+        ax_scores.legend(fontsize=7)
+    else:
+        ax_scores.text(0.5, 0.5, "no recorded selections", ha="center", va="center", transform=ax_scores.transAxes)
+    shown = list(dict.fromkeys(["full", *(m for c in comparisons for m in (c["method"], c["control"]))]))
+    for method in shown:
+        rs = [r for r in runs if r["method"] == method]
+        if rs:
+            epochs = [h["epoch"] for h in rs[0]["history"]]
+            loss = np.mean([[h["train_loss"] for h in r["history"]] for r in rs], axis=0)
+            ax_loss.plot(epochs, loss, marker="o", ms=3, label=method)
+    ax_loss.set(xlabel="epoch", ylabel="mean loss of learned samples", title="what each method learned from")
+    ax_loss.legend(fontsize=7)
+    width = 0.8 / max(1, len(comparisons))
+    for i, c in enumerate(comparisons):
+        gaps = selection_evidence(runs, c["method"], c["control"], classes).get("per_class_gap")
+        if gaps is not None:
+            ax_class.bar(np.arange(len(gaps)) + i * width, 100 * np.asarray(gaps), width,
+                         label=f"{c['method']} - {c['control']}")
+    ax_class.axhline(0, color="grey", lw=0.8)
+    ax_class.set_xticks(np.arange(len(classes)) + width * (len(comparisons) - 1) / 2, classes, rotation=45, fontsize=7)
+    ax_class.set(ylabel="test accuracy difference (points)", title="per class, against the control")
+    if comparisons:
+        ax_class.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
