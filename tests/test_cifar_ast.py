@@ -186,18 +186,30 @@ def test_the_presets_rule_is_chosen_on_validation_never_on_test():
                 for m, (val, test, bp) in accuracies.items() for s in (0, 1, 2)]
         return {"config": {"target_rate": rate, "scoring": scoring}, "runs": runs}
 
+    # (validation, test, samples backpropagated)
     forward = calibration(0.3, "forward", {"full": (0.80, 0.80, 9000), "ast": (0.70, 0.79, 3000),
-                                           "random": (0.74, 0.74, 3000), "selective-backprop": (0.76, 0.70, 3000),
-                                           "infobatch": (0.78, 0.60, 6000), "random@infobatch": (0.77, 0.77, 6000)})
-    stale = calibration(0.4, "stale", {"full": (0.80, 0.80, 9000), "ast": (0.78, 0.99, 4000),
+                                           "random": (0.74, 0.74, 3000), "selective-backprop": (0.796, 0.70, 3000),
+                                           "infobatch": (0.80, 0.60, 6000), "random@infobatch": (0.80, 0.80, 6000)})
+    stale = calibration(0.4, "stale", {"full": (0.81, 0.81, 9000), "ast": (0.78, 0.99, 4000),
                                        "random": (0.75, 0.75, 4000)})
     choice = exp.choose_rule([forward, stale])
-    # infobatch and ast at 0.4 (stale) tie on validation (0.78); ast backpropagated fewer samples. Test is ignored:
-    # on test, ast at 0.4 would win by far and infobatch would be last.
-    assert (choice["chosen"]["method"], choice["chosen"]["rate"], choice["chosen"]["scoring"]) == ("ast", 0.4, "stale")
-    assert [c["method"] for c in choice["candidates"]] == ["ast", "infobatch", "selective-backprop", "ast"]
-    assert choice["candidates"][1]["rate"] is None  # infobatch takes no rate
-    assert "+0.00 points ahead of infobatch; +3.00 points against its control; -2.00 points against full" in choice["text"]
+    # lossless on validation (within 0.5 points of its own full): selective-backprop (-0.4) at 3000 / 9000 of full's
+    # samples and infobatch (0.0) at 6000 / 9000; the cheaper wins. Test is ignored: there ast at 0.4 (stale) would
+    # win by far and both lossless candidates would be last. The rest are ranked by validation accuracy.
+    assert [(c["method"], c["rate"], c["scoring"]) for c in choice["candidates"]] == [
+        ("selective-backprop", 0.3, "forward"), ("infobatch", None, None), ("ast", 0.4, "stale"),
+        ("random", 0.4, None), ("random", 0.3, None), ("ast", 0.3, "forward")]  # no matched control
+    assert choice["chosen"]["fraction_of_full"] == pytest.approx(1 / 3)
+    assert choice["text"].startswith("selective-backprop (rate 0.3, 'forward' scoring): the cheapest of 2 lossless "
+                                     "candidate(s) of 6")
+    assert "79.60% against full's 80.00% (-0.40 points) at 0.33 of full's samples" in choice["text"]
     assert "test split was not used" in choice["text"]
-    with pytest.raises(ValueError, match="no calibration run of a rule"):
+    # none lossless: the closest to full, said so
+    closest = exp.choose_rule([stale])
+    assert (closest["chosen"]["method"], closest["chosen"]["points_vs_full"]) == ("ast", pytest.approx(-3.0))
+    assert "no candidate of 2 is within 0.5 points of full training" in closest["text"]
+    with pytest.raises(ValueError, match="no calibration run of a selective method"):
         exp.choose_rule([calibration(0.3, "forward", {"full": (0.8, 0.8, 1)})])
+    with pytest.raises(ValueError, match="has no full training"):
+        exp.choose_rule([calibration(0.3, "forward", {"ast": (0.8, 0.8, 1)})])
+

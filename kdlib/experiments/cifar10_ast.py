@@ -303,42 +303,58 @@ def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch
     return [records[(m, s)] for m in cfg.methods for s in cfg.seeds], trained
 
 
-def choose_rule(calibrations: list[dict]) -> dict:
+LOSSLESS_POINTS = 0.5  # a candidate within this many validation points of full training's counts as lossless
+
+
+def choose_rule(calibrations: list[dict], lossless_points: float = LOSSLESS_POINTS) -> dict:
     """The rule, rate and scoring mode for the quick and full presets, from calibration runs (``results`` dicts of
-    this experiment, e.g. one per rate or scoring mode): the candidate (a rule of CONTROLS at one rate and scoring)
-    with the highest mean VALIDATION accuracy over its seeds; a tie goes to the one that backpropagated fewer
-    samples. The test split is never read. Returns the choice, every candidate and a sentence saying why."""
+    this experiment, e.g. one per rate or scoring mode, each with its own full training). Candidates: every
+    selective method at one rate and scoring (random too: a scored rule is worth choosing only if it beats it; not
+    a matched control, whose rate is another run's). Each is measured against the full training of its own
+    calibration, on mean VALIDATION accuracy over its seeds. The choice is the lossless candidate (within
+    ``lossless_points`` of full) that backpropagated the smallest fraction of full's samples; when none is lossless,
+    the candidate closest to full (highest validation accuracy; a tie goes to the smaller fraction). The test split
+    is never read. Returns the choice, every candidate ranked, and a sentence saying why."""
     candidates = {}
     for res in calibrations:
-        config = res["config"]
-        runs = res["runs"]
-        for method in CONTROLS:
+        config, runs = res["config"], res["runs"]
+        full = [r for r in runs if r["method"] == "full"]
+        if not full:
+            raise ValueError(f"a calibration (rate {config['target_rate']}, '{config['scoring']}') has no full "
+                             "training to measure its candidates against")
+        full_val = float(np.mean([r["val_accuracy"] for r in full]))
+        full_samples = float(np.mean([r["samples_backpropagated"] for r in full]))
+        for method, rule in RULES.items():
             mine = [r for r in runs if r["method"] == method]
-            if not mine:
+            if rule is None or method in MATCHED_TO or not mine:
                 continue
-            scores = RULES[method] != "infobatch"  # infobatch neither scores batches nor takes a rate
-            key = (method, config["target_rate"] if scores else None, config["scoring"] if scores else None)
-            control = [r for r in runs if r["method"] == CONTROLS[method]]
-            full = [r for r in runs if r["method"] == "full"]
+            rated = rule != "infobatch"  # infobatch takes no rate and scores from its own losses
+            key = (method, config["target_rate"] if rated else None, config["scoring"] if rule in ("ast", "selective-backprop") else None)
+            val = float(np.mean([r["val_accuracy"] for r in mine]))
+            samples = float(np.mean([r["samples_backpropagated"] for r in mine]))
             candidates[key] = {
-                "method": method, "rate": key[1], "scoring": key[2], "seeds": len(mine),
-                "val_accuracy": float(np.mean([r["val_accuracy"] for r in mine])),
-                "control_val_accuracy": float(np.mean([r["val_accuracy"] for r in control])) if control else None,
-                "full_val_accuracy": float(np.mean([r["val_accuracy"] for r in full])) if full else None,
-                "samples_backpropagated": float(np.mean([r["samples_backpropagated"] for r in mine]))}
+                "method": method, "rate": key[1], "scoring": key[2], "seeds": len(mine), "val_accuracy": val,
+                "full_val_accuracy": full_val, "points_vs_full": 100 * (val - full_val),
+                "lossless": 100 * (full_val - val) <= lossless_points,
+                "samples_backpropagated": samples, "fraction_of_full": samples / full_samples}
     if not candidates:
-        raise ValueError(f"no calibration run of a rule ({', '.join(CONTROLS)}) to choose from")
-    ranked = sorted(candidates.values(), key=lambda c: (-c["val_accuracy"], c["samples_backpropagated"]))
+        raise ValueError("no calibration run of a selective method to choose from")
+    ranked = sorted(candidates.values(), key=lambda c: (not c["lossless"], c["fraction_of_full"] if c["lossless"]
+                                                        else -c["val_accuracy"], c["fraction_of_full"]))
     best = ranked[0]
-    how = (f"rate {best['rate']}, '{best['scoring']}' scoring" if best["rate"] is not None else "its own budget")
-    text = (f"{best['method']} ({how}) has the highest validation accuracy of {len(ranked)} candidate(s): "
-            f"{100 * best['val_accuracy']:.2f}% over {best['seeds']} seed(s)")
-    if len(ranked) > 1:
-        text += f", {100 * (best['val_accuracy'] - ranked[1]['val_accuracy']):+.2f} points ahead of {ranked[1]['method']}"
-    for name, key in (("its control", "control_val_accuracy"), ("full training", "full_val_accuracy")):
-        if best[key] is not None:
-            text += f"; {100 * (best['val_accuracy'] - best[key]):+.2f} points against {name}"
-    return {"chosen": best, "candidates": ranked, "text": text + " (validation accuracy; the test split was not used)."}
+    how = ", ".join(part for part in (f"rate {best['rate']}" if best["rate"] is not None else "its own budget",
+                                      f"'{best['scoring']}' scoring" if best["scoring"] else "") if part)
+    lossless = [c for c in ranked if c["lossless"]]
+    if best["lossless"]:
+        why = (f"the cheapest of {len(lossless)} lossless candidate(s) of {len(ranked)} (within {lossless_points} "
+               "points of full training)")
+    else:
+        why = f"no candidate of {len(ranked)} is within {lossless_points} points of full training; it comes closest"
+    text = (f"{best['method']} ({how}): {why}: {100 * best['val_accuracy']:.2f}% against full's "
+            f"{100 * best['full_val_accuracy']:.2f}% ({best['points_vs_full']:+.2f} points) at "
+            f"{best['fraction_of_full']:.2f} of full's samples backpropagated, over {best['seeds']} seed(s) "
+            "(validation accuracy; the test split was not used).")
+    return {"chosen": best, "candidates": ranked, "text": text}
 
 
 def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device,
@@ -358,4 +374,4 @@ def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: to
 
 __all__ = ["EXPERIMENT", "METHODS", "RULES", "CONTROLS", "MATCHED_TO", "CifarASTConfig", "PRESETS", "make_config",
            "check_methods", "locate_data", "load_data", "epoch_samples", "matched_rate", "method_rate",
-           "make_objective", "train_method", "interleaved_schedule", "run_all", "choose_rule", "results", "ast_summary_table", "prepare_out_dir"]
+           "make_objective", "train_method", "interleaved_schedule", "run_all", "LOSSLESS_POINTS", "choose_rule", "results", "ast_summary_table", "prepare_out_dir"]
