@@ -150,7 +150,7 @@ def test_per_epoch_speedup_compares_energy_per_epoch_too():
     from kdlib.sparse.reporting import add_cost_ratios
 
     def run(method, epochs, secs, joules):
-        return {"method": method, "train_seconds": epochs * secs, "energy_joules": epochs * joules,
+        return {"method": method, "seed": 0, "train_seconds": epochs * secs, "energy_joules": epochs * joules,
                 "samples_backpropagated": 0,
                 "history": [{"epoch_seconds": secs, "energy_joules": joules} for _ in range(epochs)]}
 

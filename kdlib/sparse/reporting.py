@@ -272,7 +272,7 @@ def compare_with_controls(results: dict, controls: dict[str, str], runs: list[di
                           reference: str = "full", alpha: float = 0.05) -> list[dict]:
     """For every rule whose control ran: the paired t-test over seeds against its control at the same budget and
     against ``reference`` (``statistics.compare_methods``), and, given the run records ``runs`` (with their test
-    predictions) and the test ``labels``, McNemar's test per seed (``statistics.mcnemar_by_seed``)."""
+    predictions) and the test ``labels``, McNemar's test per seed (``statistics.mcnemar_by_seed``) where both carry them."""
     from ..statistics import compare_methods, mcnemar_by_seed
 
     ran = {r["method"] for r in results["runs"]}
@@ -289,7 +289,8 @@ def compare_with_controls(results: dict, controls: dict[str, str], runs: list[di
                  and paired["difference_mean"] > 0}
         if reference in ran:
             entry["versus_reference"] = compare_methods(results, method, reference, alpha)
-        if runs is not None and labels is not None:
+        with_predictions = {r["method"] for r in runs or [] if "test_predictions" in r}
+        if labels is not None and {method, control} <= with_predictions:
             entry["mcnemar"] = mcnemar_by_seed(runs, method, control, labels, alpha)
         comparisons.append(entry)
     return comparisons
