@@ -26,6 +26,19 @@ def test_config_validation():
     assert exp.make_config("full").scoring == "stale"
 
 
+def test_the_quick_and_full_presets_run_the_rule_the_recorded_calibration_chose():
+    """benchmarks/results_cpu_cifar10_real.txt is the calibration's output (cifar_calibration_table.py); its choice
+    and the presets must agree, so a new calibration that chooses otherwise fails here until the presets follow."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "benchmarks" / "results_cpu_cifar10_real.txt").read_text()
+    choice = text.split("## The quick and full presets' rule")[1].split("\n\n")[1]
+    rule = choice.split(" (")[0]
+    assert exp.CHOSEN_METHODS == ("full", rule, exp.CONTROLS[rule])
+    for preset in ("quick", "full"):
+        assert exp.make_config(preset).methods == list(exp.CHOSEN_METHODS)
+
+
 def test_speedup_is_the_measured_ratio():
     runs = [
         {"method": "full", "model": "m", "params": 10, "seed": 0, "test_accuracy": 0.9, "val_accuracy": 0.9,
