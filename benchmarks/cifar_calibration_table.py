@@ -73,9 +73,9 @@ def main():
         lines += [f"## {folder.name}", "", *calibration_table(results)]
     choice = exp.choose_rule(calibrations)
     lines += ["## The quick and full presets' rule (validation accuracy only)", "", choice["text"], "",
-              "| candidate | rate | scoring | val acc. (%) | points vs full | backprop vs full | lossless |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {c['method']} | {c['rate']} | {c['scoring']} | {_pct(c['val_accuracy'])} | {c['points_vs_full']:+.2f} | "
+              "| candidate | rate | scoring | epochs | val acc. (%) | points vs full | backprop vs full | lossless |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['method']} | {c['rate']} | {c['scoring']} | {c['epochs']} | {_pct(c['val_accuracy'])} | {c['points_vs_full']:+.2f} | "
               f"{c['fraction_of_full']:.3f} | {'yes' if c['lossless'] else 'no'} |" for c in choice["candidates"]]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -194,10 +194,10 @@ def test_demo_notebook_end_to_end(tmp_path, monkeypatch):
 
 
 def test_the_presets_rule_is_chosen_on_validation_never_on_test():
-    def calibration(rate, scoring, accuracies):
+    def calibration(rate, scoring, accuracies, epochs=6):
         runs = [{"method": m, "seed": s, "val_accuracy": val, "test_accuracy": test, "samples_backpropagated": bp}
                 for m, (val, test, bp) in accuracies.items() for s in (0, 1, 2)]
-        return {"config": {"target_rate": rate, "scoring": scoring}, "runs": runs}
+        return {"config": {"target_rate": rate, "scoring": scoring, "train": {"epochs": epochs}}, "runs": runs}
 
     # (validation, test, samples backpropagated)
     forward = calibration(0.3, "forward", {"full": (0.80, 0.80, 9000), "ast": (0.70, 0.79, 3000),
@@ -213,14 +213,18 @@ def test_the_presets_rule_is_chosen_on_validation_never_on_test():
         ("selective-backprop", 0.3, "forward"), ("infobatch", None, None), ("ast", 0.4, "stale"),
         ("random", 0.4, None), ("random", 0.3, None), ("ast", 0.3, "forward")]  # no matched control
     assert choice["chosen"]["fraction_of_full"] == pytest.approx(1 / 3)
-    assert choice["text"].startswith("selective-backprop (rate 0.3, 'forward' scoring): the cheapest of 2 lossless "
-                                     "candidate(s) of 6")
+    assert choice["text"].startswith("selective-backprop (rate 0.3, 'forward' scoring, 6 epochs): the cheapest of 2 "
+                                     "lossless candidate(s) of 6")
     assert "79.60% against full's 80.00% (-0.40 points) at 0.33 of full's samples" in choice["text"]
     assert "test split was not used" in choice["text"]
     # none lossless: the closest to full, said so
     closest = exp.choose_rule([stale])
     assert (closest["chosen"]["method"], closest["chosen"]["points_vs_full"]) == ("ast", pytest.approx(-3.0))
     assert "no candidate of 2 is within 0.5 points of full training" in closest["text"]
+    # the same rule, rate and scoring at another number of epochs is another candidate, not a replacement
+    longer = calibration(0.4, "stale", {"full": (0.85, 0.85, 9000), "ast": (0.84, 0.5, 4000)}, epochs=15)
+    both = exp.choose_rule([stale, longer])
+    assert [(c["method"], c["epochs"]) for c in both["candidates"]] == [("ast", 15), ("ast", 6), ("random", 6)]
     with pytest.raises(ValueError, match="no calibration run of a selective method"):
         exp.choose_rule([calibration(0.3, "forward", {"full": (0.8, 0.8, 1)})])
     with pytest.raises(ValueError, match="has no full training"):

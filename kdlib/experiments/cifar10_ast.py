@@ -101,7 +101,8 @@ def _presets() -> dict[str, CifarASTConfig]:
                                    warmup_epochs=1),
         # quick and full: the rule choose_rule picked from the cpu-real calibration's VALIDATION accuracy
         # (benchmarks/results_cpu_cifar10_real.txt): no candidate was within 0.5 points of full training, and
-        # infobatch came closest (-2.05 points at 0.80 of full's backprop samples), beside its matched control.
+        # infobatch came closest (-1.12 points at 0.74 of full's backprop samples in 15 epochs; -2.05 at 0.80 in
+        # 6), beside its matched control.
         # Rate 0.3 and 'stale' scoring serve METHODS that take them (ast, selective-backprop, random): stale scored
         # better than forward for both rules at 0.3 in the same calibration, at a higher speed-up ceiling.
         "quick": CifarASTConfig("quick", "cifar10", [0], TrainConfig(epochs=6, batch_size=256, lr=0.1, warmup_epochs=1,
@@ -315,12 +316,13 @@ LOSSLESS_POINTS = 0.5  # a candidate within this many validation points of full 
 
 def choose_rule(calibrations: list[dict], lossless_points: float = LOSSLESS_POINTS) -> dict:
     """The rule, rate and scoring mode for the quick and full presets, from calibration runs (``results`` dicts of
-    this experiment, e.g. one per rate or scoring mode, each with its own full training). Candidates: every
-    selective method at one rate and scoring (random too: a scored rule is worth choosing only if it beats it; not
+    this experiment, e.g. one per rate, scoring mode or epochs, each with its own full training). Candidates: every
+    selective method at one rate, scoring and number of epochs (random too: a scored rule is worth choosing only if it beats it; not
     a matched control, whose rate is another run's). Each is measured against the full training of its own
     calibration, on mean VALIDATION accuracy over its seeds. The choice is the lossless candidate (within
     ``lossless_points`` of full) that backpropagated the smallest fraction of full's samples; when none is lossless,
-    the candidate closest to full (highest validation accuracy; a tie goes to the smaller fraction). The test split
+    the candidate closest to its full training (fewest validation points behind; a tie goes to the smaller
+    fraction). The test split
     is never read. Returns the choice, every candidate ranked, and a sentence saying why."""
     candidates = {}
     for res in calibrations:
@@ -336,21 +338,25 @@ def choose_rule(calibrations: list[dict], lossless_points: float = LOSSLESS_POIN
             if rule is None or method in MATCHED_TO or not mine:
                 continue
             rated = rule != "infobatch"  # infobatch takes no rate and scores from its own losses
-            key = (method, config["target_rate"] if rated else None, config["scoring"] if rule in ("ast", "selective-backprop") else None)
+            epochs = config.get("train", {}).get("epochs")  # a budget of its own: candidates at other epochs differ
+            key = (method, config["target_rate"] if rated else None,
+                   config["scoring"] if rule in ("ast", "selective-backprop") else None, epochs)
             val = float(np.mean([r["val_accuracy"] for r in mine]))
             samples = float(np.mean([r["samples_backpropagated"] for r in mine]))
             candidates[key] = {
-                "method": method, "rate": key[1], "scoring": key[2], "seeds": len(mine), "val_accuracy": val,
+                "method": method, "rate": key[1], "scoring": key[2], "epochs": epochs, "seeds": len(mine),
+                "val_accuracy": val,
                 "full_val_accuracy": full_val, "points_vs_full": 100 * (val - full_val),
                 "lossless": 100 * (full_val - val) <= lossless_points,
                 "samples_backpropagated": samples, "fraction_of_full": samples / full_samples}
     if not candidates:
         raise ValueError("no calibration run of a selective method to choose from")
     ranked = sorted(candidates.values(), key=lambda c: (not c["lossless"], c["fraction_of_full"] if c["lossless"]
-                                                        else -c["val_accuracy"], c["fraction_of_full"]))
+                                                        else -c["points_vs_full"], c["fraction_of_full"]))
     best = ranked[0]
     how = ", ".join(part for part in (f"rate {best['rate']}" if best["rate"] is not None else "its own budget",
-                                      f"'{best['scoring']}' scoring" if best["scoring"] else "") if part)
+                                      f"'{best['scoring']}' scoring" if best["scoring"] else "",
+                                      f"{best['epochs']} epochs" if best["epochs"] else "") if part)
     lossless = [c for c in ranked if c["lossless"]]
     if best["lossless"]:
         why = (f"the cheapest of {len(lossless)} lossless candidate(s) of {len(ranked)} (within {lossless_points} "
