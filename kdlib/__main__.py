@@ -159,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     presets = experiment_presets(args.experiment)
     if args.preset not in presets:
         parser.error(f"--preset {args.preset!r}: {args.experiment} has the presets {', '.join(presets)}")
+    if getattr(args, "methods", None):  # checked here, before a kernel starts and leaves a failed notebook
+        import importlib
+
+        try:
+            importlib.import_module(f"kdlib.experiments.{args.experiment.replace('-', '_')}").check_methods(args.methods)
+        except ValueError as exc:
+            parser.error(f"--methods {' '.join(args.methods)}: {exc}")
     per_experiment = EXPERIMENT_OPTIONS[args.experiment]
     for options in EXPERIMENT_OPTIONS.values():
         for name in set(options) - set(per_experiment):

@@ -109,6 +109,13 @@ def test_repeated_seeds_are_refused(tmp_path, capsys):
     assert "repeats a seed" in capsys.readouterr().err
 
 
+def test_unknown_methods_are_refused_before_a_notebook_starts(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "cifar10-ast", "--out", str(tmp_path / "out"), "--methods", "full", "magic"])
+    assert "--methods full magic: METHODS: unknown ['magic']; choose from full, ast" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # no kernel ran, so no failed notebook and no runs/ to speak of
+
+
 # ---- one clear line ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["file", "unwritable"])
