@@ -159,18 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     presets = experiment_presets(args.experiment)
     if args.preset not in presets:
         parser.error(f"--preset {args.preset!r}: {args.experiment} has the presets {', '.join(presets)}")
-    if getattr(args, "methods", None):  # checked here, before a kernel starts and leaves a failed notebook
+    per_experiment = EXPERIMENT_OPTIONS[args.experiment]
+    for options in EXPERIMENT_OPTIONS.values():
+        for name in set(options) - set(per_experiment):
+            if getattr(args, name) is not None:
+                parser.error(f"--{name.replace('_', '-')} does not apply to {args.experiment}")
+    if "methods" in per_experiment and args.methods:  # before a kernel starts and leaves a failed notebook
         import importlib
 
         try:
             importlib.import_module(f"kdlib.experiments.{args.experiment.replace('-', '_')}").check_methods(args.methods)
         except ValueError as exc:
             parser.error(f"--methods {' '.join(args.methods)}: {exc}")
-    per_experiment = EXPERIMENT_OPTIONS[args.experiment]
-    for options in EXPERIMENT_OPTIONS.values():
-        for name in set(options) - set(per_experiment):
-            if getattr(args, name) is not None:
-                parser.error(f"--{name.replace('_', '-')} does not apply to {args.experiment}")
     problem = check_out_dir(args.out)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
