@@ -22,11 +22,12 @@ EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate",
                       "imagenet100-ast": ("epochs", "target_rate", "scoring")}
 
 
-def experiment_presets(experiment: str) -> tuple[str, ...]:
-    """The presets ``experiment``'s module defines (every one has demo, quick and full; some have more)."""
+def experiment_module(experiment: str):
+    """``experiment``'s module (kdlib.experiments.<name>): its PRESETS (every one has demo, quick and full; some
+    have more) and, where it takes METHODS, ``check_methods``."""
     import importlib
 
-    return importlib.import_module(f"kdlib.experiments.{experiment.replace('-', '_')}").PRESETS
+    return importlib.import_module(f"kdlib.experiments.{experiment.replace('-', '_')}")
 
 
 def _data_dir(data: str | None) -> str | None:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds and len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed: each seed must appear once "
                      "(a repeated seed would be counted as two runs in the statistics)")
-    presets = experiment_presets(args.experiment)
+    presets = experiment_module(args.experiment).PRESETS
     if args.preset not in presets:
         parser.error(f"--preset {args.preset!r}: {args.experiment} has the presets {', '.join(presets)}")
     per_experiment = EXPERIMENT_OPTIONS[args.experiment]
@@ -165,10 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, name) is not None:
                 parser.error(f"--{name.replace('_', '-')} does not apply to {args.experiment}")
     if "methods" in per_experiment and args.methods:  # before a kernel starts and leaves a failed notebook
-        import importlib
-
         try:
-            importlib.import_module(f"kdlib.experiments.{args.experiment.replace('-', '_')}").check_methods(args.methods)
+            experiment_module(args.experiment).check_methods(args.methods)
         except ValueError as exc:
             parser.error(f"--methods {' '.join(args.methods)}: {exc}")
     problem = check_out_dir(args.out)

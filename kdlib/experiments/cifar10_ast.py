@@ -35,7 +35,7 @@ from ..fileio import atomic_write_bytes
 from ..objective import Objective
 from ..results_io import build_results
 from ..sparse import PIController, make_selective_objective
-from ..sparse.reporting import add_cost_ratios, ast_summary_table, compare_with_controls
+from ..sparse.reporting import LOSSLESS_POINTS, add_cost_ratios, ast_summary_table, compare_with_controls
 from ..train import TrainConfig
 from .common import make_ast_config, prepare_out_dir, train_and_test
 
@@ -311,7 +311,6 @@ def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch
     return [records[(m, s)] for m in cfg.methods for s in cfg.seeds], trained
 
 
-LOSSLESS_POINTS = 0.5  # a candidate within this many validation points of full training's counts as lossless
 
 
 def choose_rule(calibrations: list[dict], lossless_points: float = LOSSLESS_POINTS) -> dict:

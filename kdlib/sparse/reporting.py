@@ -244,6 +244,8 @@ def ast_summary_table(results: dict):
 
 # ---- rules against their controls at the same budget -------------------------------------------------------------
 
+# the lossless target: within this many accuracy points of full training (InfoBatch reports about that on CIFAR-10)
+LOSSLESS_POINTS = 0.5
 BUDGET_TOLERANCE = 0.10  # a rule and its control are "at the same budget" when their backprop samples differ by <= 10%
 
 
@@ -276,6 +278,7 @@ def compare_with_controls(results: dict, controls: dict[str, str], runs: list[di
     from ..statistics import compare_methods, mcnemar_by_seed
 
     ran = {r["method"] for r in results["runs"]}
+    with_predictions = {r["method"] for r in runs or [] if "test_predictions" in r}
     budgets = {row["method"]: row for row in budget_frame(results, controls).to_dict("records")}
     comparisons = []
     for method, control in controls.items():
@@ -289,14 +292,13 @@ def compare_with_controls(results: dict, controls: dict[str, str], runs: list[di
                  and paired["difference_mean"] > 0}
         if reference in ran:
             entry["versus_reference"] = compare_methods(results, method, reference, alpha)
-        with_predictions = {r["method"] for r in runs or [] if "test_predictions" in r}
         if labels is not None and {method, control} <= with_predictions:
             entry["mcnemar"] = mcnemar_by_seed(runs, method, control, labels, alpha)
         comparisons.append(entry)
     return comparisons
 
 
-def verdicts(results: dict, comparisons: list[dict], alpha: float = 0.05, lossless_points: float = 0.5,
+def verdicts(results: dict, comparisons: list[dict], alpha: float = 0.05, lossless_points: float = LOSSLESS_POINTS,
              target_speedup: float = 1.4) -> list[str]:
     """One sentence per rule, read from this run's numbers: does it beat its control at the same budget (paired
     t-test at ``alpha``), how far is it from full training, and what did it measurably save. Then whether any rule
