@@ -31,16 +31,17 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
     if not seeds:
         raise ValueError(f"no seed ran both {method!r} and {baseline!r}")
     diffs = np.array([acc[(method, s)] - acc[(baseline, s)] for s in seeds])
-    p_value = wilcoxon_p = None
-    if len(seeds) >= 2 and np.any(diffs != diffs[0]):
-        from scipy.stats import ttest_rel, wilcoxon
+    interval = paired_interval(diffs)
+    p_value, wilcoxon_p = interval["p_value"], None
+    if p_value is not None and np.any(diffs != 0):
+        from scipy.stats import wilcoxon
 
-        p_value = float(ttest_rel([acc[(method, s)] for s in seeds], [acc[(baseline, s)] for s in seeds]).pvalue)
-        if np.any(diffs != 0):
-            wilcoxon_p = float(wilcoxon(diffs).pvalue)
-    mean = float(diffs.mean())
+        wilcoxon_p = float(wilcoxon(diffs).pvalue)
+    mean = interval["difference_mean"]
     holm_p, family = holm_family if p_value is not None and holm_family else (p_value, 1)
-    text = f"{method} - {baseline}: {100 * mean:+.2f} points of test accuracy (mean over {len(seeds)} seed(s))"
+    text = (f"{method} - {baseline}: {100 * mean:+.2f} points of test accuracy (mean over {len(seeds)} seed(s)"
+            + (f"; 95% CI {100 * interval['ci_low']:+.2f} to {100 * interval['ci_high']:+.2f})"
+               if interval["ci_low"] is not None else ")"))
     if p_value is None:
         text += "; too few seeds (or identical differences) for a paired test, so no claim of a difference is made."
     else:
@@ -54,9 +55,40 @@ def compare_methods(results: dict, method: str, baseline: str, alpha: float = 0.
         floor = wilcoxon_floor(int(np.count_nonzero(diffs)))
         text += (f"; with {np.count_nonzero(diffs)} non-zero difference(s) it cannot go below {floor:.3g}.)"
                  if floor >= alpha else ".)")
-    return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean, "p_value": p_value,
+    return {"method": method, "baseline": baseline, "seeds": seeds, "difference_mean": mean,
+            "ci_low": interval["ci_low"], "ci_high": interval["ci_high"], "p_value": p_value,
             "p_value_holm": holm_p, "holm_family_size": family if p_value is not None else 0,
             "wilcoxon_p": wilcoxon_p, "text": text}
+
+
+def paired_interval(differences, confidence: float = 0.95) -> dict:
+    """Mean of paired differences (one per seed) with its ``confidence`` t-interval and the two-sided one-sample
+    t-test's p-value (the paired t-test). Fewer than two differences: no interval and no p. Identical differences:
+    the interval is that point, and no p (a t-test needs spread)."""
+    d = np.asarray(differences, dtype=float)
+    mean = float(d.mean()) if len(d) else None
+    out = {"difference_mean": mean, "ci_low": None, "ci_high": None, "p_value": None, "n": int(len(d))}
+    if len(d) < 2:
+        return out
+    if np.all(d == d[0]):
+        out["ci_low"] = out["ci_high"] = mean
+        return out
+    from scipy.stats import ttest_1samp
+
+    test = ttest_1samp(d, 0.0)
+    ci = test.confidence_interval(confidence)
+    out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_value=float(test.pvalue))
+    return out
+
+
+def apply_holm(comparisons: list[dict]) -> list[dict]:
+    """Holm's correction across one family of comparisons (dicts with ``p_value``, None where untested): each gets
+    ``p_value_holm`` and ``holm_family_size`` (the number of tested comparisons in the family), in place."""
+    adjusted = holm([c.get("p_value") for c in comparisons])
+    family = sum(p is not None for p in adjusted)
+    for c, p in zip(comparisons, adjusted):
+        c["p_value_holm"], c["holm_family_size"] = p, family if p is not None else 0
+    return comparisons
 
 
 def compare_pairs(results: dict, pairs, alpha: float = 0.05) -> list[dict]:

@@ -217,3 +217,28 @@ def test_comparisons_with_a_baseline_report_raw_and_holm_adjusted_p():
     assert "significant at this level" in by_method["a"]["text"]
     assert all("not significant" in by_method[m]["text"] for m in ("b", "c"))
     assert "p_value_vs_kd" not in results["summary"][0]  # the baseline itself
+
+
+def test_paired_interval_hand_worked():
+    # differences 1, 2, 4 points: mean 2.333, sample sd 1.5275, se 0.8819, t(0.975, 2) = 4.3027 -> +-3.795
+    out = statistics.paired_interval([0.01, 0.02, 0.04])
+    assert out["difference_mean"] == pytest.approx(0.023333, abs=1e-6)
+    assert (out["ci_low"], out["ci_high"]) == (pytest.approx(-0.014612, abs=1e-5), pytest.approx(0.061279, abs=1e-5))
+    assert out["p_value"] == pytest.approx(0.11808, abs=1e-4) and out["n"] == 3
+    assert statistics.paired_interval([0.01])["ci_low"] is None  # one seed: no interval, no test
+    same = statistics.paired_interval([0.02, 0.02])
+    assert (same["ci_low"], same["ci_high"], same["p_value"]) == (0.02, 0.02, None)
+
+
+def test_every_paired_comparison_carries_its_interval_and_holm_applies_to_any_family():
+    runs = [{"method": m, "seed": s, "test_accuracy": acc} for m, accs in
+            {"a": (0.81, 0.82, 0.84), "b": (0.80, 0.80, 0.80), "c": (0.79, 0.80, 0.80)}.items()
+            for s, acc in enumerate(accs)]
+    c = statistics.compare_methods({"runs": runs}, "a", "b")
+    assert (c["ci_low"], c["ci_high"]) == (pytest.approx(-0.014612, abs=1e-5), pytest.approx(0.061279, abs=1e-5))
+    assert "95% CI -1.46 to +6.13)" in c["text"]
+    family = statistics.apply_holm([c, statistics.compare_methods({"runs": runs}, "b", "c"), {"p_value": None}])
+    assert [x["holm_family_size"] for x in family] == [2, 2, 0]
+    ps = sorted([family[0]["p_value"], family[1]["p_value"]])
+    assert min(x["p_value_holm"] for x in family[:2]) == pytest.approx(2 * ps[0])
+    assert family[2]["p_value_holm"] is None
