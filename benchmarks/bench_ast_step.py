@@ -3,7 +3,7 @@
 Everything runs in one process through kdlib's own loop (``fit``) and ``ASTObjective``, on the same model
 and data. For each configuration the first epoch is a full warm-up and the next ones let the PI controller settle; the last
 ``--timed`` epochs are timed (training passes only). The speed-up printed is full's seconds per epoch divided by the
-configuration's, beside the ceiling at the activation rate actually realised (``kdlib.sparse.reporting.speedup_ceiling``
+configuration's, beside the ceiling at the activation rate actually realised (``kdlib.sparse.cost.speedup_ceiling``
 from the epochs' own counts; a forward counts 1, a backward 2):
   scoring forward: 3 / (1 + 3a)  (one scoring forward of the whole batch + forward/backward of a fraction a)
   stale scores:    1 / a         (no scoring forward)
@@ -21,7 +21,7 @@ from kdlib.data.mnist import load_digits_images
 from kdlib.data.splits import ImageSplits
 from kdlib.models import create_model
 from kdlib.sparse import ASTObjective, PIController
-from kdlib.sparse.reporting import compute_units, speedup_ceiling
+from kdlib.sparse.cost import compute_units, speedup_ceiling
 from kdlib.train import TrainConfig, fit
 
 

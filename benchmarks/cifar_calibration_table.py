@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from kdlib.experiments import cifar10_ast as exp
-from kdlib.sparse import reporting
+from kdlib.experiments import selection_reporting as reporting
 
 
 def _pct(value) -> str:

@@ -199,7 +199,7 @@ def check_threads(device, sizes):
 
 def check_ast(device, scoring: str, sizes: dict) -> dict:
     from .sparse import ASTObjective, PIController
-    from .sparse.reporting import above_ceiling, compute_units, speedup_ceiling
+    from .sparse.cost import above_ceiling, compute_units, speedup_ceiling
     from .train import TrainConfig, fit
 
     name = f"AST step at a = {TARGET} ({scoring} scoring) vs its ceiling"

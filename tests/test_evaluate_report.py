@@ -147,7 +147,7 @@ def test_per_epoch_speedup_compares_energy_per_epoch_too():
     """ImageNet's `full` preset: the baseline runs 4 epochs, AST 10, compared epoch for epoch. Worked by hand:
     full 4 x (10 s, 100 J) = 400 J; AST 10 x (5 s, 40 J) = 400 J. Per epoch: time 10/5 = 2.0x,
     energy 100/40 = 2.5x. Totals would say 400/400 = 1.0x, on a different basis from the speed-up."""
-    from kdlib.sparse.reporting import add_cost_ratios
+    from kdlib.sparse.cost import add_cost_ratios
 
     def run(method, epochs, secs, joules):
         return {"method": method, "seed": 0, "train_seconds": epochs * secs, "energy_joules": epochs * joules,

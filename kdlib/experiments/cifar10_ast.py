@@ -35,7 +35,8 @@ from ..fileio import atomic_write_bytes
 from ..objective import Objective
 from ..results_io import build_results
 from ..sparse import PIController, make_selective_objective
-from ..sparse.reporting import LOSSLESS_POINTS, add_cost_ratios, ast_summary_table, compare_with_controls
+from ..sparse.cost import add_cost_ratios
+from .selection_reporting import LOSSLESS_POINTS, ast_summary_table, compare_with_controls
 from ..train import TrainConfig
 from .common import make_ast_config, prepare_out_dir, train_and_test
 

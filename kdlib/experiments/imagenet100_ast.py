@@ -30,7 +30,8 @@ from ..evaluate import predict_logits
 from ..fileio import atomic_write_json
 from ..models import count_parameters, create_model
 from ..results_io import build_results
-from ..sparse.reporting import add_cost_ratios, ast_summary_table
+from ..sparse.cost import add_cost_ratios
+from .selection_reporting import ast_summary_table
 from ..sparse import ASTObjective, PIController
 from ..statistics import compare_pairs
 from ..train import FitResult, TrainConfig, fit

@@ -3,7 +3,8 @@
 import pytest
 
 from kdlib.results_io import build_results
-from kdlib.sparse import reporting
+from kdlib.experiments import selection_reporting as reporting
+from kdlib.sparse import cost
 
 N = 1000  # samples per full epoch
 
@@ -21,18 +22,18 @@ def run(method, seed, seconds, forwarded, backpropagated, accuracy=0.8, energy=N
 
 def summary(runs, **kwargs):
     results = build_results("x", "demo", {}, {}, runs, reference="full")
-    reporting.add_cost_ratios(results, runs, **kwargs)
+    cost.add_cost_ratios(results, runs, **kwargs)
     return {row["method"]: row for row in results["summary"]}
 
 
 def test_compute_units_and_the_ceiling_at_a_realised_rate():
-    assert reporting.compute_units(N, N) == 3 * N  # full training: a forward and a backward per sample
+    assert cost.compute_units(N, N) == 3 * N  # full training: a forward and a backward per sample
     # forward scoring at a = 0.3: every sample scored (1), 0.3 of them learned from (1 + 2)
-    forward = reporting.compute_units(N + 300, 300)
-    assert forward == 1900 and reporting.speedup_ceiling(3 * N, forward) == pytest.approx(3 / 1.9)
+    forward = cost.compute_units(N + 300, 300)
+    assert forward == 1900 and cost.speedup_ceiling(3 * N, forward) == pytest.approx(3 / 1.9)
     # stale scores: only the learned samples pass forward: 1 / a
-    assert reporting.speedup_ceiling(3 * N, reporting.compute_units(300, 300)) == pytest.approx(1 / 0.3)
-    assert reporting.above_ceiling(1.75, 1.58) and not reporting.above_ceiling(1.70, 1.58)  # 10% tolerance
+    assert cost.speedup_ceiling(3 * N, cost.compute_units(300, 300)) == pytest.approx(1 / 0.3)
+    assert cost.above_ceiling(1.75, 1.58) and not cost.above_ceiling(1.70, 1.58)  # 10% tolerance
 
 
 def test_a_drifting_machine_is_flagged_and_the_median_epoch_ratio_is_reported_beside_the_total():
@@ -104,7 +105,7 @@ def shootout_runs(ast_acc, sb_acc, random_acc, full_acc, sb_backprop=2200):
 
 def shootout(runs):
     results = build_results("x", "demo", {}, {}, runs, reference="full")
-    reporting.add_cost_ratios(results, runs)
+    cost.add_cost_ratios(results, runs)
     return results
 
 
