@@ -15,6 +15,8 @@ equals one process's on the global batch. On GPUs BatchNorm becomes SyncBatchNor
 
 from __future__ import annotations
 
+import copy
+
 import os
 import socket
 import tempfile
@@ -73,6 +75,14 @@ class ShardedLoader:
     @property
     def num_rows(self) -> int:
         return getattr(self.loader, "num_rows", None)
+
+    @property
+    def seed(self) -> int:
+        return self.loader.seed
+
+    def __copy__(self):
+        # a copy iterates other rows (``sparse.batchnorm.random_batches``) without moving this loader's epoch
+        return ShardedLoader(copy.copy(self.loader), self.rank, self.world_size)
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -28,7 +28,9 @@ class Objective:
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
 
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput:
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> StepOutput | None:
+        """The loss of this batch to step on, or None: no optimizer step for this batch (an objective that
+        accumulates samples until a full batch)."""
         logits = model(x)
         return StepOutput(F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y)
 
@@ -45,6 +47,15 @@ class Objective:
 
     def on_epoch_start(self, epoch: int) -> None:
         pass
+
+    def final_step(self, model: nn.Module) -> StepOutput | None:
+        """After the epoch's last batch: one more step to take (an objective that accumulates samples over batches
+        learns from what is left), or None."""
+        return None
+
+    def before_validation(self, model: nn.Module, train_loader, epoch: int) -> None:
+        """After the epoch's training steps, before validation, within the epoch's measured time (e.g. BatchNorm
+        statistics recomputed)."""
 
     def on_validation(self, epoch: int, logits: torch.Tensor, labels: torch.Tensor) -> dict:
         """Called with the epoch's validation logits and labels (CPU) before the checkpoint is written;

@@ -132,6 +132,18 @@ class FitResult:
     def samples_forwarded(self) -> int:
         return int(sum(h["samples_forwarded"] for h in self.history))
 
+    @property
+    def optimizer_steps(self) -> int:
+        return int(sum(h.get("optimizer_steps", 0) for h in self.history))
+
+
+def take_step(out, optimizer, scaler) -> None:
+    """One optimizer step on ``out.loss`` (mixed precision through the grad scaler)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(out.loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
 
 def _sync(device: torch.device) -> None:
     # The current stream only: students trained concurrently on their own streams do not wait for each other.
@@ -180,8 +192,10 @@ class EpochTally:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         self.skip, self.seen, self.seconds, self.energy = 0, 0, 0.0, 0.0  # seconds, energy: up to the last snapshot
+        self.steps = 0  # optimizer steps taken (an accumulating objective takes fewer than there are batches)
         if saved is not None:  # the steps already learned from are skipped; the loader still draws their randomness
             self.skip, self.seen, self.seconds, self.energy = saved["step"], saved["seen"], saved["seconds"], saved["energy"]
+            self.steps = saved.get("optimizer_steps", self.skip)
             self.loss_sum += saved["loss_sum"]
             self.correct += saved["correct"]
 
@@ -192,6 +206,7 @@ class EpochTally:
         self.began = self.t0 = time.perf_counter()
 
     def add(self, out) -> None:
+        self.steps += 1
         n = len(out.targets)
         self.loss_sum += out.loss.detach().float() * n
         self.correct += (out.logits.detach().argmax(1) == out.targets).sum()
@@ -217,7 +232,8 @@ class EpochTally:
         if self.meter is not None:
             self.meter.start()
         return {"step": step, "seen": self.seen, "loss_sum": self.loss_sum.item(), "correct": int(self.correct.item()),
-                "seconds": self.seconds, "energy": self.energy, "rng": rng.cpu_state, "cuda_rng": rng.cuda_state}
+                "seconds": self.seconds, "energy": self.energy, "optimizer_steps": self.steps, "rng": rng.cpu_state,
+                "cuda_rng": rng.cuda_state}
 
     def totals(self, stats: dict, energy: float | None, sync) -> tuple:
         """(loss sum, correct, seen, forwarded, backpropagated, energy) of the epoch: with ``sync``, the ranks'
@@ -287,17 +303,22 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                 continue  # learned from before the interruption
             with precision.autocast(), rng.active():
                 out = objective.step(model, x, y, index)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            if out is not None:  # None: the objective holds this batch's samples for a later step
+                take_step(out, optimizer, scaler)
+                tally.add(out)
+            # the schedule follows the data seen (epoch progress), stepped or not
             advance_schedule(scheduler, epoch, step + 1, epoch_steps, steps_per_epoch)
-            tally.add(out)
             bar.update(1)
             if step % 25 == 0 or step == epoch_steps - 1:
                 bar.set_postfix(tally.postfix(epoch, config, step, scheduler.get_last_lr()[0]))
             if checkpoints.mid_epoch_due(step, epoch_steps):
                 checkpoints.save_mid_epoch(epoch, progress, tally.snapshot(step + 1, rng))
+        with precision.autocast(), rng.active():
+            out = objective.final_step(model)
+        if out is not None:
+            take_step(out, optimizer, scaler)
+            tally.add(out)
+        objective.before_validation(model, train_loader, epoch)
         epoch_seconds, energy = tally.stop()
         progress.train_seconds += epoch_seconds
         val_logits, val_labels = predict_logits(model, val_loader, precision)
@@ -310,7 +331,8 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
                   "val_loss": val_loss, "val_accuracy": val_acc, "epoch_seconds": epoch_seconds,
                   "images_per_second": epoch_steps * config.batch_size / max(epoch_seconds, 1e-9),
                   "energy_joules": energy, "energy_scope": scope if energy is not None else None,
-                  **adaptive_stats, **stats, "samples_forwarded": forwarded, "samples_backpropagated": backpropagated}
+                  **adaptive_stats, **stats, "samples_forwarded": forwarded, "samples_backpropagated": backpropagated,
+                  "optimizer_steps": tally.steps}
         progress.history.append(record)
         if val_acc > progress.best_val_accuracy:
             progress.best_val_accuracy, progress.best_epoch = val_acc, epoch

@@ -226,7 +226,8 @@ def test_selection_learns_with_the_base_objectives_loss_on_the_sub_batch(rule):
 # ---- what every rule reports ---------------------------------------------------------------------------------
 
 RULE_SETTINGS = {"ast": dict(rate=0.3, scoring="stale"), "random": dict(rate=0.3, exact_rate=True),
-                 "infobatch": dict(epochs=3, prune_ratio=0.5), "selective-backprop": dict(rate=0.3)}
+                 "infobatch": dict(epochs=3, prune_ratio=0.5), "selective-backprop": dict(rate=0.3),
+                 "random-prune": dict(epoch_rows={e: 56 for e in range(4)})}
 
 
 def _objective(rule, n=128, **extra):
@@ -308,3 +309,153 @@ def test_a_run_cut_inside_a_selective_epoch_resumes_to_the_same_weights(tmp_path
     assert uninterrupted.history[1]["samples_backpropagated"] < 128
     if objective.table is not None:
         assert torch.equal(objective.table, reference_objective.table)
+
+
+# ---- controls matched epoch by epoch, the accumulating batch mode, BatchNorm recomputed ----------------------
+
+class LearningBatchSizes(nn.Module):
+    """small_model, recording the size of every train-mode forward (the learning passes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.sizes = small_model(), []
+
+    def forward(self, x):
+        if self.training:
+            self.sizes.append(len(x))
+        return self.net(x)
+
+
+def test_random_matched_epoch_by_epoch_learns_from_each_epochs_rate():
+    data = tiny_data(n_train=128, n_val=16)
+    objective = make_selective_objective("random", Objective(), 128, warmup_epochs=1, seed=3, size_bucket=4,
+                                         epoch_rates={1: 0.25, 2: 0.5}, matched_to="ast")
+    result = fit(small_model(), data, TrainConfig(epochs=3, **CFG), objective, device=CPU)
+    # 0.25 and 0.5 of a 16-sample batch are whole multiples of the 4-sample bucket: exactly that many per batch
+    assert [h["samples_backpropagated"] for h in result.history] == [128, 32, 64]
+    assert [h["optimizer_steps"] for h in result.history] == [8, 8, 8]  # sub-batch mode: a step per batch
+    assert objective.settings()["matched_to"] == "ast" and objective.settings()["rate"] == "matched per epoch"
+    with pytest.raises(RuntimeError, match="no rate for epoch 4"):
+        fit(small_model(), data, TrainConfig(epochs=4, **CFG),
+            make_selective_objective("random", Objective(), 128, warmup_epochs=1, epoch_rates={1: 0.5, 2: 0.5}),
+            device=CPU)
+
+
+def test_random_prune_trains_on_as_many_rows_as_the_matched_run_so_the_same_steps():
+    data = tiny_data(n_train=128, n_val=16)
+    objective = make_selective_objective("random-prune", Objective(), 128, warmup_epochs=1, seed=2,
+                                         epoch_rows={0: 128, 1: 80, 2: 100, 3: 128})
+    result = fit(small_model(), data, TrainConfig(epochs=4, **CFG), objective, device=CPU)
+    assert [h["epoch_rows"] for h in result.history] == [128, 80, 100, 128]
+    assert [h["optimizer_steps"] for h in result.history] == [8, 5, 6, 8]  # drop_last: 100 rows make 6 batches
+    assert [h["samples_backpropagated"] for h in result.history] == [128, 80, 96, 128]
+    rows = objective.rule.rows_for(1, 80, 128, seed=2)
+    assert len(set(rows.tolist())) == 80 and torch.equal(rows, objective.rule.rows_for(1, 80, 128, seed=2))
+    assert not torch.equal(rows, objective.rule.rows_for(2, 80, 128, seed=2))  # a fresh draw every epoch
+    infobatch = make_selective_objective("infobatch", Objective(), 128, warmup_epochs=1, epochs=4)
+    pruned = fit(small_model(), data, TrainConfig(epochs=4, **CFG), infobatch, device=CPU)
+    control = make_selective_objective("random-prune", Objective(), 128, warmup_epochs=1,
+                                       epoch_rows={e: h["epoch_rows"] for e, h in enumerate(pruned.history)})
+    matched = fit(small_model(), data, TrainConfig(epochs=4, **CFG), control, device=CPU)
+    assert [h["optimizer_steps"] for h in matched.history] == [h["optimizer_steps"] for h in pruned.history]
+    assert pruned.optimizer_steps == matched.optimizer_steps < 4 * 8
+
+
+@pytest.mark.parametrize("rule", ["random", "selective-backprop"])
+def test_accumulate_mode_steps_only_on_full_batches_of_selected_samples(rule):
+    data = tiny_data(n_train=128, n_val=16)
+    config = TrainConfig(epochs=3, **{**CFG, "warmup_epochs": 1})
+    settings = {"random": dict(rate=0.3, exact_rate=True), "selective-backprop": dict(rate=0.3)}[rule]
+    model = LearningBatchSizes()
+    objective = make_selective_objective(rule, Objective(), 128, seed=1, warmup_epochs=1, batch_mode="accumulate",
+                                         **settings)
+    result = fit(model, data, config, objective, device=CPU)
+    full = fit(small_model(), data, config, device=CPU)
+    sizes = model.sizes[8:]  # after the warm-up epoch's 8 full batches
+    for h in result.history[1:]:
+        learned = h["samples_backpropagated"]
+        # no rounding: the rate is the selection's own; every step but the epoch's last is a full batch
+        assert learned == pytest.approx(sum(h["batch_rates"]) * 16)
+        assert h["optimizer_steps"] == math.ceil(learned / 16) < 8
+        epoch_sizes, sizes = sizes[:h["optimizer_steps"]], sizes[h["optimizer_steps"]:]
+        assert epoch_sizes[:-1] == [16] * (len(epoch_sizes) - 1) and sum(epoch_sizes) == learned
+    # the schedule follows the data seen: each epoch ends at full training's LR, and the run at 0
+    assert [h["lr"] for h in result.history] == pytest.approx([h["lr"] for h in full.history], abs=1e-12)
+
+
+def test_accumulate_mode_resumes_inside_an_epoch_to_the_same_weights(tmp_path):
+    data = tiny_data(n_train=128, n_val=16)
+    config = TrainConfig(epochs=3, **{**CFG, "augment_shift": 1.0})
+
+    def run(folder, crash_at=None):
+        objective = make_selective_objective("random", Objective(), 128, 0.3, seed=1, warmup_epochs=1,
+                                             exact_rate=True, batch_mode="accumulate")
+        original, calls = objective.step, [0]
+
+        def step(*args):
+            calls[0] += 1
+            if calls[0] == crash_at:
+                raise RuntimeError("the session ended")
+            return original(*args)
+
+        objective.step = step
+        model = small_model()
+        return model, fit(model, data, config, objective, CPU, folder, checkpoint_minutes=0)
+
+    reference, uninterrupted = run(tmp_path / "reference")
+    with pytest.raises(RuntimeError, match="session ended"):
+        run(tmp_path / "cut", crash_at=8 + 5)  # the fifth batch of the first selective epoch: samples held
+    saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert saved["mid_epoch"]["step"] == 4 and saved["objective"]["buffer"]  # selected samples not yet learned
+    resumed, result = run(tmp_path / "cut")
+    assert all(torch.equal(reference.state_dict()[k], resumed.state_dict()[k]) for k in reference.state_dict())
+    assert [h["optimizer_steps"] for h in result.history] == [h["optimizer_steps"] for h in uninterrupted.history]
+
+
+def test_accumulate_mode_is_refused_where_it_cannot_hold():
+    with pytest.raises(ValueError, match="batch_mode='magic'"):
+        make_selective_objective("random", Objective(), 16, 0.3, batch_mode="magic")
+    with pytest.raises(ValueError, match="keep_low"):
+        make_selective_objective("ast", Objective(), 16, 0.3, keep_low=0.2, batch_mode="accumulate")
+    with pytest.raises(ValueError, match="one device"):
+        make_selective_objective("random", Objective(), 16, 0.3, batch_mode="accumulate", sync=object())
+
+
+def test_batchnorm_recalibration_recomputes_running_statistics_on_random_full_batches():
+    from torch.optim.swa_utils import update_bn
+
+    from kdlib.data.device_loader import DeviceLoader
+    from kdlib.sparse.batchnorm import random_batches
+
+    data = tiny_data(n_train=128, n_val=16)
+    config = TrainConfig(epochs=1, **CFG)  # one selective epoch: the best epoch, whose weights fit returns
+
+    def train(batches=None, warmup=0, epochs=1):
+        model = small_model()
+        options = {} if batches is None else {"bn_recalibration_batches": batches}
+        objective = make_selective_objective("random", Objective(), 128, 0.25, seed=1, warmup_epochs=warmup,
+                                             **options)
+        return model, fit(model, data, TrainConfig(**{**config.to_dict(), "epochs": epochs}), objective, device=CPU)
+
+    off, off_result = train(0)
+    on, on_result = train(3)
+    plain, _ = train()
+    # off: the computation is the one without the option, bit for bit
+    assert all(torch.equal(off.state_dict()[k], plain.state_dict()[k]) for k in off.state_dict())
+    # on: the weights are the same (statistics only), the running statistics are those of 3 random full batches
+    bn_on, bn_off = on[1], off[1]
+    assert torch.equal(on[0].weight, off[0].weight)
+    assert not torch.allclose(bn_on.running_mean, bn_off.running_mean)
+    mean, std = data.channel_stats()
+    loader = DeviceLoader(data.train_x, data.train_y, 16, CPU, mean, std, shuffle=True, drop_last=True,
+                          augment=config.augmentation(), seed=config.seed, channels_last=True)
+    expected = small_model()
+    expected.load_state_dict(off.state_dict())
+    update_bn(list(random_batches(loader, 3, epoch=0)), expected)
+    assert torch.allclose(bn_on.running_mean, expected[1].running_mean, atol=1e-6)
+    assert torch.allclose(bn_on.running_var, expected[1].running_var, atol=1e-6)
+    # counted: 3 batches of 16 forwarded in a selective epoch, none in a warm-up epoch
+    assert on_result.history[0]["samples_forwarded"] == off_result.history[0]["samples_forwarded"] + 48
+    _, warm = train(3, warmup=1, epochs=2)
+    assert [h["bn_recalibrated"] for h in warm.history] == [False, True]
+    assert warm.history[0]["samples_forwarded"] == 128

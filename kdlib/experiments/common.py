@@ -81,6 +81,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "train_seconds": result.train_seconds,
         "samples_backpropagated": result.samples_backpropagated,
         "samples_forwarded": result.samples_forwarded,
+        "optimizer_steps": result.optimizer_steps,
         "energy_joules": result.energy_joules,
         "epochs": config.epochs,
         "per_class_accuracy": per_class_accuracy(cm).tolist(),

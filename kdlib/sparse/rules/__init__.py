@@ -6,8 +6,11 @@ Options by rule (``make_selective_objective(rule, base, num_samples, rate, ..., 
   controller's target activation rate (default 0.10). Options: ``kp`` (2.0), ``ki`` (0.5), ``ema_factor`` (0.2),
   ``loss_weight`` (0.7), ``entropy_weight`` (0.3), ``keep_low`` (0.0: off), or a ready ``controller``.
   Scoring 'forward' or 'stale'.
-- ``random`` (rules/random.py): the control, uniform samples at ``rate`` (required). Option ``exact_rate`` (False:
-  round(rate * n) rounded up to the size bucket; True: stochastic rounding, expectation exactly rate * n).
+- ``random`` (rules/random.py): the control, uniform samples at ``rate``. Option ``exact_rate`` (False:
+  round(rate * n) rounded up to the size bucket; True: stochastic rounding, expectation exactly rate * n); or
+  ``epoch_rates`` ({epoch: rate}) with ``matched_to`` instead of rate: a control matched epoch by epoch to a run.
+- ``random-prune`` (rules/random_prune.py): the control of a pruning rule: ``epoch_rows`` ({epoch: rows}) uniformly
+  drawn rows each epoch, as many as the matched run (``matched_to``) kept, so the same optimizer steps.
 - ``infobatch`` (rules/infobatch.py): prunes whole batches (the loop's epoch-order hook). ``rate`` must be None (its
   budget follows from prune_ratio and the losses); options ``epochs`` (required: the run's epochs), ``prune_ratio``
   (0.5: the fraction of below-mean-loss samples left out each epoch), ``delta`` (0.875: the last
@@ -23,10 +26,11 @@ from .ast import ASTRule
 from .base import SelectionRule
 from .infobatch import InfoBatchRule
 from .random import RandomRule
+from .random_prune import RandomPruneRule
 from .selective_backprop import SelectiveBackpropRule
 
 RULES: dict[str, type[SelectionRule]] = {rule.name: rule for rule in (ASTRule, RandomRule, InfoBatchRule,
-                                                                      SelectiveBackpropRule)}
+                                                                      SelectiveBackpropRule, RandomPruneRule)}
 
 
 def make_rule(name: str, rate: float | None = None, **options) -> SelectionRule:

@@ -23,6 +23,8 @@ class SelectionRule:
     name: ClassVar[str] = ""
     scores_batches: ClassVar[bool] = True
     statistics_columns: ClassVar[int] = 0  # columns of raw per-sample statistics (0: the rule records none)
+    prunes_epochs: ClassVar[bool] = False  # chooses the epoch's rows (epoch_indices), not samples of a batch
+    num_samples: int = 0  # training rows; set by SelectiveObjective
 
     def needs_table(self, scoring: str) -> bool:
         """Whether the objective keeps a per-sample table of the statistics of each sample's last learning pass."""

@@ -28,6 +28,7 @@ class InfoBatchRule(SelectionRule):
     name = "infobatch"
     scores_batches = False
     statistics_columns = 1  # the base objective's loss
+    prunes_epochs = True
 
     def __init__(self, rate: float | None = None, epochs: int | None = None, prune_ratio: float = 0.5,
                  delta: float = 0.875):
