@@ -18,8 +18,8 @@ from .paths import NOTEBOOK_DIR
 
 # command-line options that set a notebook's own parameters
 EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"),
-                      "cifar10-ast": ("epochs", "target_rate", "scoring", "methods"),
-                      "imagenet100-ast": ("epochs", "target_rate", "scoring")}
+                      "cifar10-ast": ("epochs", "target_rate", "scoring", "methods", "bn_recalibration_batches"),
+                      "imagenet100-ast": ("epochs", "target_rate", "scoring", "methods", "bn_recalibration_batches")}
 
 
 def experiment_module(experiment: str):
@@ -107,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--target-rate", type=float, help="cifar10-ast, imagenet100-ast: the controller's target activation rate")
     run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast, imagenet100-ast: how samples are scored")
     run.add_argument("--methods", nargs="+", metavar="METHOD",
-                     help="cifar10-ast: which methods run (default: the preset's), from full, ast, random, "
-                          "selective-backprop, infobatch, random@infobatch")
+                     help="cifar10-ast, imagenet100-ast: which methods run (default: the preset's): full; full@F "
+                          "(full training for F of the epochs: the frontier is full@0.25 full@0.5 full@0.75); ast, "
+                          "selective-backprop, random, infobatch; a per-batch rule + '+accumulate' (full batches "
+                          "of selected samples); controls random@RULE and random-prune@infobatch")
+    run.add_argument("--bn-recalibration-batches", type=int, metavar="N",
+                     help="cifar10-ast, imagenet100-ast: selective runs recompute BatchNorm statistics on N random "
+                          "full batches after each selective epoch (default: the preset's; 0: off)")
     kaggle = commands.add_parser("kaggle", help="Kaggle kernels")
     kaggle_commands = kaggle.add_subparsers(dest="kaggle_command", required=True)
     validate = kaggle_commands.add_parser("validate", help="check kaggle_kernels/<name> before a push")

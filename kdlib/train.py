@@ -326,6 +326,9 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         adaptive_stats = objective.on_validation(epoch, val_logits, val_labels)
         stats = objective.epoch_stats()
         loss_sum, correct, seen, forwarded, backpropagated, energy = tally.totals(stats, energy, sync)
+        if sync is not None and "epoch_samples" in stats:  # a rank's batches hold its part of the global batch
+            stats["epoch_samples"] = int(sync.sum(torch.tensor([stats["epoch_samples"]], dtype=torch.float64,
+                                                               device=device)).item())
         record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0],
                   "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                   "val_loss": val_loss, "val_accuracy": val_acc, "epoch_seconds": epoch_seconds,

@@ -103,7 +103,7 @@ def mnist_teacher_other_data(tmp: Path):
 def imagenet_other_rate(tmp: Path):
     from kdlib.experiments import imagenet100_ast as exp
 
-    cfg = exp.make_config("demo", epochs=2, progress=False)
+    cfg = exp.make_config("demo", epochs=2, progress=False, methods=["full", "ast"])
     cfg.train.batch_size = 32
     data = exp.load_data(cfg, out_dir=tmp)
     data.train_rows = data.train_rows[:96]
@@ -118,7 +118,7 @@ def stream_after_kill(tmp: Path):
     from kdlib import runs
     from kdlib.experiments import cifar10_ast as exp
 
-    cfg = exp.make_config("demo", seeds=[0], epochs=3, progress=False)
+    cfg = exp.make_config("demo", seeds=[0], epochs=3, progress=False, methods=["full", "ast"])
     cfg.train.batch_size, cfg.model_kwargs = 32, {"width": 0.25}
     data = tiny_splits(128, 32, 32, channels=3, size=16)
     exp.train_method("ast", cfg, data, tmp, CPU, 0)

@@ -66,7 +66,7 @@ def test_the_same_data_from_another_mount_is_the_same_data(tmp_path):
 
 
 def test_imagenet_finished_run_with_another_target_rate_is_refused(tmp_path):
-    cfg = imagenet100_ast.make_config("demo", epochs=2, progress=False)
+    cfg = imagenet100_ast.make_config("demo", epochs=2, progress=False, methods=["full", "ast"])
     cfg.train.batch_size = 32
     data = imagenet100_ast.load_data(cfg, out_dir=tmp_path)
     data.train_rows = data.train_rows[:96]
@@ -77,7 +77,7 @@ def test_imagenet_finished_run_with_another_target_rate_is_refused(tmp_path):
 
 
 def test_the_selection_trace_survives_a_kill_after_the_last_checkpoint(tmp_path):
-    cfg = cifar10_ast.make_config("demo", seeds=[0], epochs=3, progress=False)
+    cfg = cifar10_ast.make_config("demo", seeds=[0], epochs=3, progress=False, methods=["full", "ast"])
     cfg.train.batch_size = 32
     data = tiny_splits(128, 32, 32, channels=3, size=16)
     cfg.model_kwargs = {"width": 0.25}
@@ -112,7 +112,7 @@ def test_repeated_seeds_are_refused(tmp_path, capsys):
 def test_unknown_methods_are_refused_before_a_notebook_starts(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "cifar10-ast", "--out", str(tmp_path / "out"), "--methods", "full", "magic"])
-    assert "--methods full magic: METHODS: unknown ['magic']; choose from full, ast" in capsys.readouterr().err
+    assert "--methods full magic: METHODS: unknown method 'magic': choose full, full@F, ast" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # no kernel ran, so no failed notebook and no runs/ to speak of
 
 

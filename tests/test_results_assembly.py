@@ -85,57 +85,73 @@ def _ast_record(method, seed, seconds, epochs, accuracy, backpropagated, **extra
             **extra}
 
 
-def test_cifar10_ast_results_measure_the_speed_up_as_a_ratio_of_means_and_compare_each_rule_with_its_control():
+def test_cifar10_ast_results_measure_the_speed_up_as_a_ratio_of_means_and_judge_each_rule_three_ways():
     """Two seeds, one epoch each. Train seconds: full 10, 12 (mean 11); ast 4, 7 (mean 5.5): speed-up 11 / 5.5 =
-    2.0 (the mean of the per-seed ratios, 2.5 and 1.71, would say 2.11); random 8, 14: 1.0. AST is compared with
-    random, its control at the same budget, and with full; McNemar per seed reads the records' test predictions."""
+    2.0 (the mean of the per-seed ratios, 2.5 and 1.71, would say 2.11); random@ast 8, 14: 1.0. The frontier is
+    full@0.5 at 5 and 6 s. AST is judged against the frontier at its own time (seed 0: 4 s is below full@0.5's 5 s,
+    so the frontier's value is full@0.5's 0.85; seed 1: 7 s lies between 6 s (0.86) and 12 s (0.92), at
+    log(7/6)/log(2) = 0.2224 of the way: 0.8733), against its control and against full at the same epochs; McNemar
+    per seed reads the records' test predictions."""
+    import math
+
     data = tiny_splits(channels=3)
     labels = data.test_y.tolist()
     wrong = [(y + 1) % 10 for y in labels]
-    seconds = {"full": (10, 12), "ast": (4, 7), "random": (8, 14)}
-    accuracy = {"full": (0.90, 0.92), "ast": (0.89, 0.90), "random": (0.80, 0.83)}
+    seconds = {"full": (10, 12), "full@0.5": (5, 6), "ast": (4, 7), "random@ast": (8, 14)}
+    accuracy = {"full": (0.90, 0.92), "full@0.5": (0.85, 0.86), "ast": (0.89, 0.90), "random@ast": (0.80, 0.83)}
     # seed 0: ast right on the first 3 test images that random gets wrong, and no other difference
-    predictions = {"ast": labels, "random": wrong[:3] + labels[3:], "full": labels}
-    methods = ("full", "ast", "random")
+    predictions = {"ast": labels, "random@ast": wrong[:3] + labels[3:], "full": labels, "full@0.5": labels}
+    methods = ("full", "full@0.5", "ast", "random@ast")
     runs = [_ast_record(m, s, seconds[m][s], 1, accuracy[m][s], 1000 if m == "full" else 300,
-                        test_predictions=predictions[m]) for m in methods for s in (0, 1)]
+                        test_predictions=predictions[m], samples_forwarded=1000 if m == "full" else 300)
+            for m in methods for s in (0, 1)]
     res = cifar10_ast.results(cifar10_ast.make_config("demo"), data, runs, CPU)
 
     assert results_io.validate_results(res) == []
     summary = {s["method"]: s for s in res["summary"]}
-    assert [summary[m]["speedup_vs_full"] for m in methods] == pytest.approx([1.0, 2.0, 1.0])
-    assert summary["ast"]["retention"] == pytest.approx(0.895 / 0.91)
-    (ast_vs_random,) = res["comparisons"]
-    assert (ast_vs_random["method"], ast_vs_random["control"], ast_vs_random["baseline"]) == ("ast", "random", "random")
-    assert ast_vs_random["difference_mean"] == pytest.approx(0.08)
-    assert ast_vs_random["versus_reference"]["difference_mean"] == pytest.approx(-0.015)
-    assert [(r["only_a_correct"], r["only_b_correct"]) for r in ast_vs_random["mcnemar"]["per_seed"]] == [(3, 0), (3, 0)]
+    assert [summary[m]["speedup_vs_full"] for m in methods] == pytest.approx([1.0, 2.0, 2.0, 1.0])
+    by = {(c["method"], c["baseline"]): c for c in res["comparisons"]}
+    assert set(by) == {("ast", "frontier"), ("ast", "random@ast"), ("ast", "full"), ("random@ast", "frontier")}
+    frontier = by[("ast", "frontier")]
+    at_seed1 = 0.86 + (0.92 - 0.86) * math.log(7 / 6) / math.log(12 / 6)
+    assert [p["frontier"] for p in frontier["per_seed"]] == pytest.approx([0.85, at_seed1])
+    assert [p["where"] for p in frontier["per_seed"]] == ["below", "inside"] and frontier["outside"] == ["below"]
+    assert frontier["difference_mean"] == pytest.approx(((0.89 - 0.85) + (0.90 - at_seed1)) / 2)
+    control = by[("ast", "random@ast")]
+    assert control["difference_mean"] == pytest.approx(0.08) and control["ci_low"] is not None
+    assert by[("ast", "full")]["difference_mean"] == pytest.approx(-0.015)
+    assert [(r["only_a_correct"], r["only_b_correct"]) for r in control["mcnemar"]["per_seed"]] == [(3, 0), (3, 0)]
+    assert all(c["holm_family_size"] == 4 for c in res["comparisons"])
     assert "test_predictions" not in res["runs"][0]  # the records carry them; results.json does not
     table = cifar10_ast.ast_summary_table(res).set_index("method")
-    assert list(table["speed-up (measured)"]) == ["1.00x", "2.00x", "1.00x"]
+    assert list(table["speed-up (measured)"]) == ["1.00x", "2.00x", "2.00x", "1.00x"]
     assert table.loc["ast", "backprop samples"] == "300" and table.loc["full", "backprop samples"] == "1,000"
     assert set(table["GPU energy (J)"]) == {"n/a"} and "retention (%)" not in table and "top-5 (%)" not in table
     only_full = cifar10_ast.results(cifar10_ast.make_config("demo"), data, runs[:2], CPU)
     assert only_full["comparisons"] == []  # nothing ran to compare with
 
 
-def test_imagenet100_ast_results_compare_per_epoch_when_the_baseline_ran_fewer_epochs():
-    """The full preset: the baseline's 4 epochs of 10 s against AST's 10 of 4 s. Per epoch 10 / 4 = 2.5x (the
-    totals, 40 s against 40 s, would say 1.0x)."""
+def test_imagenet100_ast_results_compare_ratios_of_totals_at_equal_epochs():
+    """The full preset gives every method the same epochs (the frontier fewer by design) and two seeds: speed-up
+    and energy are ratios of totals. Full: 10 epochs of 10 s; AST 10 of 4 s: 100 / 40 = 2.5x."""
     cfg = imagenet100_ast.make_config("full")
-    assert cfg.baseline_epochs == 4
-    runs = [_ast_record("full", 0, 10.0, 4, 0.80, 4000, test_top5=0.95),
-            _ast_record("ast", 0, 4.0, 10, 0.82, 3000, test_top5=0.96)]
-    data = SimpleNamespace(info={"name": "d", "source": "s", "n_train": 1, "n_val": 1, "n_test": 1})
+    assert cfg.methods == ["full", "full@0.25", "full@0.5", "full@0.75", "ast", "random@ast"] and len(cfg.seeds) >= 2
+    assert not hasattr(cfg, "baseline_epochs")
+    runs = [_ast_record("full", 0, 10.0, 10, 0.80, 4000, test_top5=0.95, energy_joules=1000.0),
+            _ast_record("ast", 0, 4.0, 10, 0.82, 3000, test_top5=0.96, energy_joules=500.0),
+            _ast_record("random@ast", 0, 3.0, 10, 0.81, 3000, test_top5=0.94, energy_joules=400.0)]
+    data = SimpleNamespace(info={"name": "d", "source": "s", "n_train": 1, "n_val": 1, "n_test": 1},
+                           val=SimpleNamespace(labels=np.zeros(3, dtype=int)), test_rows=np.arange(3))
     res = imagenet100_ast.results(cfg, data, runs, CPU)
 
     assert results_io.validate_results(res) == []
-    full, ast = res["summary"]
-    assert ast["speedup_vs_full"] == pytest.approx(2.5) and ast["speedup_basis"] == "seconds per epoch"
+    full, ast, _ = res["summary"]
+    assert ast["speedup_vs_full"] == pytest.approx(2.5) and ast["speedup_basis"] == "training seconds"
+    assert ast["energy_ratio_vs_full"] == pytest.approx(2.0)
     assert (full["test_top5_mean"], ast["test_top5_mean"]) == (0.95, 0.96)
-    (comparison,) = res["comparisons"]
-    assert (comparison["method"], comparison["baseline"]) == ("ast", "full")
-    assert comparison["difference_mean"] == pytest.approx(0.02) and comparison["p_value"] is None  # one seed
+    by = {(c["method"], c["baseline"]): c for c in res["comparisons"]}
+    assert set(by) == {("ast", "random@ast"), ("ast", "full")}  # no frontier ran here
+    assert by[("ast", "full")]["difference_mean"] == pytest.approx(0.02) and by[("ast", "full")]["p_value"] is None
     table = imagenet100_ast.ast_summary_table(res).set_index("method")
-    assert table.loc["ast", "speed-up (measured)"] == "2.50x per epoch"
+    assert table.loc["ast", "speed-up (measured)"] == "2.50x"
     assert table.loc["ast", "top-5 (%)"] == "96.00"

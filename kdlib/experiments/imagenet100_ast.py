@@ -1,5 +1,8 @@
-"""ImageNet-100 Adaptive Sparse Training: a pretrained ResNet-50 fine-tuned with full training and with AST,
-from a decoded image store, on one GPU or data-parallel on all of them.
+"""ImageNet-100 Adaptive Sparse Training: a pretrained ResNet-50 fine-tuned with full training, with AST and its
+random control (and any other rule of ``kdlib.experiments.selection``, the one selection path it shares with
+CIFAR-10), from a decoded image store, on one GPU or data-parallel on all of them. Every method trains the same
+epochs; the frontier (full training at fractions of them) answers whether a rule beats training less; speed-up and
+energy are ratios of totals measured in the same run, the methods interleaved epoch by epoch.
 
 Data: the JPEG folders are indexed (``kdlib.data.imagenet100``), decoded once into memory-mapped stores
 (train and val, ``kdlib.data.image_store``) in the working directory, which later sessions reuse. A
@@ -29,17 +32,16 @@ from ..data.image_store import CenterCropResize, RandomResizedCropFlip, StoreLoa
 from ..evaluate import predict_logits
 from ..fileio import atomic_write_json
 from ..models import count_parameters, create_model
-from ..results_io import build_results
-from ..sparse.cost import add_cost_ratios
-from .selection_reporting import ast_summary_table
-from ..sparse import ASTObjective, PIController
-from ..statistics import compare_pairs
+from ..objective import Objective
+from ..sparse import PIController
 from ..train import FitResult, TrainConfig, fit
+from . import selection
 from .common import make_ast_config, prepare_out_dir
+from .selection import FRONTIER_METHODS
+from .selection_reporting import ast_summary_table  # noqa: F401  (the notebook's table)
 
 EXPERIMENT = "imagenet100-ast"
-METHODS = ("full", "ast")
-COMPARISONS = (("ast", "full"),)  # what the results state
+SEED_METHODS = ("ast", "random@ast")  # the seed's method beside its control, in every preset
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 DEMO_NAME = "digits as 64x64 RGB JPEGs (scikit-learn's 1,797 real 8x8 digits; not ImageNet)"
 
@@ -56,10 +58,11 @@ class ImageNetASTConfig:
     crop_size: int = 128  # training crops and validation views
     rrc_scale: tuple = (0.25, 1.0)
     val_crop_fraction: float = 0.875
+    methods: list[str] = field(default_factory=lambda: ["full", *SEED_METHODS])
     target_rate: float = 0.3
     scoring: str = "forward"
-    warmup_epochs: int = 1
-    baseline_epochs: int | None = None  # None: as many as AST; fewer: compared epoch for epoch
+    warmup_epochs: int = 1  # full epochs before any rule selects (not the learning rate's warm-up)
+    bn_recalibration_batches: int = 0  # > 0: selective runs recompute BatchNorm statistics on this many random batches
     selection_per_class: int = 10
     world_size: int | None = None  # None: every GPU (1 on a CPU)
     checkpoint_minutes: float | None = 10.0  # also save inside an epoch after this long (None: per epoch only)
@@ -76,23 +79,25 @@ class ImageNetASTConfig:
 
 def _presets() -> dict[str, ImageNetASTConfig]:
     return {
-        # CPU, offline: about 1,300 digit JPEGs, a half-width airbench net from scratch; sized for ~3 minutes.
-        "demo": ImageNetASTConfig("demo", "digits-jpeg", [0], TrainConfig(epochs=6, batch_size=64, lr=0.05, warmup_epochs=1,
-                                                                          label_smoothing=0.1),
+        # CPU, offline: about 1,300 digit JPEGs, a half-width airbench net from scratch; the frontier, AST and its
+        # control, two seeds (a paired interval needs two), sized for the demo's 4 minutes.
+        "demo": ImageNetASTConfig("demo", "digits-jpeg", [0, 1], TrainConfig(epochs=6, batch_size=64, lr=0.05,
+                                                                             warmup_epochs=1, label_smoothing=0.1),
                                   model="airbench_net", model_kwargs={"width": 0.5}, store_size=36, crop_size=32,
-                                  rrc_scale=(0.5, 1.0), target_rate=0.4, warmup_epochs=1, selection_per_class=10,
-                                  checkpoint_minutes=None),
-        # Kaggle T4 x2, about 15 minutes once the store exists (not yet measured there).
+                                  rrc_scale=(0.5, 1.0), methods=["full", *FRONTIER_METHODS, *SEED_METHODS],
+                                  target_rate=0.4, warmup_epochs=1, selection_per_class=10, checkpoint_minutes=None),
+        # Kaggle T4 x2 once the store exists (not yet measured there): full, AST and its control, the same epochs.
         "quick": ImageNetASTConfig("quick", "imagenet100", [0], TrainConfig(epochs=3, batch_size=256, lr=0.02,
                                                                             warmup_epochs=0.5, label_smoothing=0.1,
                                                                             weight_decay=5e-5),
                                    store_size=144, crop_size=128, target_rate=0.3, warmup_epochs=1),
-        # Kaggle T4 x2 within 4 hours (not yet measured there): the baseline runs fewer epochs and is compared
-        # epoch for epoch (per-epoch wall-clock and accuracy).
-        "full": ImageNetASTConfig("full", "imagenet100", [0], TrainConfig(epochs=10, batch_size=256, lr=0.02,
-                                                                          warmup_epochs=1, label_smoothing=0.1,
-                                                                          weight_decay=5e-5),
-                                  store_size=176, crop_size=160, target_rate=0.3, warmup_epochs=2, baseline_epochs=4),
+        # Kaggle T4 x2 (not yet measured there; docs/kaggle.md gives the estimate): the frontier, AST and its
+        # control, every method the same 10 epochs, two paired seeds.
+        "full": ImageNetASTConfig("full", "imagenet100", [0, 1], TrainConfig(epochs=10, batch_size=256, lr=0.02,
+                                                                             warmup_epochs=1, label_smoothing=0.1,
+                                                                             weight_decay=5e-5),
+                                  store_size=176, crop_size=160, methods=["full", *FRONTIER_METHODS, *SEED_METHODS],
+                                  target_rate=0.3, warmup_epochs=2),
     }
 
 
@@ -100,8 +105,26 @@ PRESETS = tuple(_presets())
 
 
 def make_config(preset: str = "demo", seeds=None, epochs: int | None = None, target_rate: float | None = None,
-                scoring: str | None = None, progress: bool = True) -> ImageNetASTConfig:
-    return make_ast_config(_presets(), preset, seeds, epochs, target_rate, scoring, progress)
+                scoring: str | None = None, progress: bool = True, methods=None,
+                bn_recalibration_batches: int | None = None) -> ImageNetASTConfig:
+    cfg = make_ast_config(_presets(), preset, seeds, epochs, target_rate, scoring, progress)
+    cfg.methods = check_methods(methods if methods is not None else cfg.methods)
+    if bn_recalibration_batches is not None:
+        if isinstance(bn_recalibration_batches, bool) or int(bn_recalibration_batches) != bn_recalibration_batches \
+                or bn_recalibration_batches < 0:
+            raise ValueError(f"BN_RECALIBRATION_BATCHES must be a whole number >= 0 (0: off), got "
+                             f"{bn_recalibration_batches!r}")
+        cfg.bn_recalibration_batches = int(bn_recalibration_batches)
+    collisions = selection.frontier_collisions(cfg.methods, cfg.train.epochs)
+    if collisions:
+        raise ValueError(f"EPOCHS={cfg.train.epochs} is too few for the frontier: {'; '.join(collisions)}. Use more "
+                         "epochs, or leave those points out of METHODS")
+    return cfg
+
+
+def check_methods(methods) -> list[str]:
+    """METHODS checked (``selection.check_methods``); the accumulating batch mode runs on one device only."""
+    return selection.check_methods(methods)
 
 
 # ---- data ---------------------------------------------------------------------------------------------------
@@ -236,25 +259,19 @@ def build_model(cfg: ImageNetASTConfig, num_classes: int):
     return create_model(cfg.model, num_classes=num_classes, in_chans=3, **cfg.model_kwargs), "random initialisation"
 
 
-def _objective(method: str, cfg: ImageNetASTConfig, data: StoreData, config: TrainConfig, sync=None):
-    if method == "full":
-        return None
-    return ASTObjective(len(data.train_rows), cfg.controller(), scoring=cfg.scoring, warmup_epochs=cfg.warmup_epochs,
-                        label_smoothing=config.label_smoothing, seed=config.seed, sync=sync)
-
-
-def _method_config(method: str, cfg: ImageNetASTConfig, seed: int) -> TrainConfig:
-    epochs = cfg.baseline_epochs if method == "full" and cfg.baseline_epochs else cfg.train.epochs
-    return dataclasses.replace(cfg.train, seed=seed, epochs=epochs)
+def _objective(method: str, cfg: ImageNetASTConfig, data: StoreData, config: TrainConfig, out_dir, sync=None):
+    return selection.make_objective(method, cfg, Objective(config.label_smoothing), len(data.train_rows), config,
+                                    out_dir, sync=sync)
 
 
 def _top_k(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     return (logits.topk(min(k, logits.shape[1]), 1).indices == labels[:, None]).any(1).float().mean().item()
 
 
-def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig, data: StoreData, run_dir: str,
-                 seed: int, device_type: str):
-    """One data-parallel rank (importable, for ``distributed.launch``): returns rank 0's record pieces."""
+def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: str,
+                 seed: int, device_type: str, stop_after: int | None = None):
+    """One data-parallel rank (importable, for ``distributed.launch``): returns rank 0's record pieces (None when
+    the slice paused after ``stop_after`` epochs)."""
     from torch.nn.parallel import DistributedDataParallel
 
     from ..distributed import RankSync, ShardedLoader, sync_batchnorm
@@ -266,15 +283,20 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
     model, origin = build_model(cfg, data.num_classes)
     model, batchnorm = sync_batchnorm(model, device)  # ResNet-50's BN over the global batch (CUDA only)
     model.to(device)
-    config = _method_config(method, cfg, seed)
+    config = selection.method_config(method, cfg.train, seed)
     config = dataclasses.replace(config, progress=config.progress and rank == 0)
     train, select, test = loaders(cfg, data, device, seed)
     wrapped = DistributedDataParallel(model, device_ids=[rank] if device_type == "cuda" else None)
     sync = RankSync()  # fit sums the ranks' counts and energy each epoch, before writing the checkpoint
-    result = fit(wrapped, None, config, _objective(method, cfg, data, config, sync), device, run_dir,
-                 desc=f"{method} seed {seed} rank {rank}", train_loader=ShardedLoader(train, rank, world_size),
-                 val_loader=select, write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes,
-                 data_fingerprint=data.fingerprint(), sync=sync)
+    try:
+        result = fit(wrapped, None, config, _objective(method, cfg, data, config, out_dir, sync), device,
+                     runs.run_dir(out_dir, method, seed), desc=f"{method} seed {seed} rank {rank}",
+                     train_loader=ShardedLoader(train, rank, world_size), val_loader=select,
+                     write_checkpoints=rank == 0, checkpoint_minutes=cfg.checkpoint_minutes,
+                     data_fingerprint=data.fingerprint(), sync=sync,
+                     callbacks=selection.pause_after(stop_after, config.epochs))
+    except selection.Pause:
+        return None
     if rank != 0:
         return None
     return {**_evaluate(model, result, test, device, config, origin, world_size), "batchnorm": batchnorm}
@@ -288,14 +310,13 @@ def _evaluate(model, result: FitResult, test_loader, device, config: TrainConfig
 
 
 def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: Path, device: torch.device,
-                 seed: int) -> dict:
-    """One run of 'full' or 'ast' (data-parallel over every GPU when there are several); a finished run's
-    record is returned without training or testing again; an interrupted one resumes from its checkpoint."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    run_dir = runs.run_dir(out_dir, method, seed)
-    config = _method_config(method, cfg, seed)
-    objective = _objective(method, cfg, data, config)
+                 seed: int, stop_after: int | None = None) -> dict | None:
+    """One run of ``method`` (see ``selection``; data-parallel over every GPU when there are several); returns its
+    record, or None when paused after ``stop_after`` epochs (calling again resumes it). A finished run's record is
+    returned without training or testing again; an interrupted one resumes from its checkpoint."""
+    spec = selection.parse_method(method)
+    config = selection.method_config(method, cfg.train, seed)
+    objective = _objective(method, cfg, data, config, out_dir)
     identity = runs.identity(method, cfg.model, cfg.model_kwargs, config.to_dict(),
                              objective.settings() if objective else {"objective": "ce",
                                                                      "label_smoothing": config.label_smoothing},
@@ -306,17 +327,26 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         return runs.read_record(record_path, identity)
     world_size = cfg.world_size or (torch.cuda.device_count() if device.type == "cuda" else 1)
     if world_size > 1:
+        if spec.batch_mode == "accumulate":
+            raise ValueError(f"{method}: the accumulating batch mode runs on one device; set world_size=1 or use "
+                             f"{method.replace(selection.ACCUMULATE, '')}")
         from ..distributed import launch
 
-        out = launch(_fit_on_rank, world_size, method, cfg, data, str(run_dir), seed, device.type)[0]
+        out = launch(_fit_on_rank, world_size, method, cfg, data, str(out_dir), seed, device.type, stop_after)[0]
     else:
         runtime.seed_everything(seed)
         model, origin = build_model(cfg, data.num_classes)
         train, select, test = loaders(cfg, data, device, seed)
-        result = fit(model, None, config, objective, device, run_dir,
-                     desc=f"{method} seed {seed}", train_loader=train, val_loader=select,
-                     checkpoint_minutes=cfg.checkpoint_minutes, data_fingerprint=data.fingerprint())
+        try:
+            result = fit(model, None, config, objective, device, runs.run_dir(out_dir, method, seed),
+                         desc=f"{method} seed {seed}", train_loader=train, val_loader=select,
+                         checkpoint_minutes=cfg.checkpoint_minutes, data_fingerprint=data.fingerprint(),
+                         callbacks=selection.pause_after(stop_after, config.epochs))
+        except selection.Pause:
+            return None
         out = _evaluate(model, result, test, device, config, origin, 1)
+    if out is None:
+        return None
     result = FitResult(**out["result"])
     record = {
         "method": method, "model": cfg.model, "params": out["params"], "seed": seed, "weights": out["weights"],
@@ -324,11 +354,23 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
         "train_seconds": result.train_seconds, "epochs": len(result.history),
         "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
-        "energy_joules": result.energy_joules, "test_predictions": out["test_predictions"], "history": result.history,
-        "identity": identity,
+        "optimizer_steps": result.optimizer_steps, "energy_joules": result.energy_joules,
+        "test_predictions": out["test_predictions"], "history": result.history, "identity": identity,
+        **selection.record_fields(method, cfg),
     }
     runs.write_record(out_dir, record)
     return record
+
+
+def run_all(cfg: ImageNetASTConfig, data: StoreData, out_dir: Path, device: torch.device,
+            progress: bool = True) -> tuple[list[dict], list[dict]]:
+    """Every method and seed of ``cfg``, interleaved epoch by epoch (``selection.run_all``)."""
+    quiet = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))  # one bar for all below
+
+    def train_slice(method, seed, stop_after):
+        return train_method(method, quiet, data, out_dir, device, seed, stop_after=stop_after)
+
+    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress)
 
 
 def per_epoch_frame(runs: list[dict]):
@@ -345,17 +387,20 @@ def per_epoch_frame(runs: list[dict]):
     return pd.DataFrame(rows)
 
 
-def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: torch.device) -> dict:
-    """results.json's content from the run records: the summary with top-5 and each method's measured cost
-    against full training (per epoch when the baseline ran fewer epochs), and the COMPARISONS."""
-    res = build_results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), runs, cfg.to_dict(),
-                        reference="full")
-    add_cost_ratios(res, runs, per_epoch=cfg.baseline_epochs is not None)
+def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: torch.device,
+            interleaved_epochs: list[dict] | None = None) -> dict:
+    """results.json's content from the run records (``selection.results``): the summary with top-5 and each
+    method's measured cost against full training (ratios of totals: every method trains the same epochs, the
+    frontier fewer by design), and the comparisons (the frontier, the controls, non-inferiority; one Holm family)."""
+    extra = {} if interleaved_epochs is None else {"interleaved_epochs": interleaved_epochs}
+    labels = data.val.labels[data.test_rows]
+    res = selection.results(EXPERIMENT, cfg.preset, data.info, runtime.hardware_info(device), runs, cfg.to_dict(),
+                            labels=labels, **extra)
     for row in res["summary"]:
         row["test_top5_mean"] = float(np.mean([r["test_top5"] for r in runs if r["method"] == row["method"]]))
-    res["comparisons"] = compare_pairs(res, COMPARISONS)
     return res
 
 
-__all__ = ["EXPERIMENT", "METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_method",
-           "per_epoch_frame", "results", "ast_summary_table", "prepare_out_dir", "write_demo_jpegs"]
+__all__ = ["EXPERIMENT", "SEED_METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "check_methods", "locate_data",
+           "load_data", "train_method", "run_all", "per_epoch_frame", "results", "ast_summary_table", "prepare_out_dir",
+           "write_demo_jpegs"]

@@ -92,23 +92,23 @@ def ast_summary_table(results: dict):
     return table
 
 
-# ---- rules against their controls at the same budget -------------------------------------------------------------
+# ---- budgets: what each rule and its control spent -----------------------------------------------------------
 
-# the lossless target: within this many accuracy points of full training (InfoBatch reports about that on CIFAR-10)
-LOSSLESS_POINTS = 0.5
 BUDGET_TOLERANCE = 0.10  # a rule and its control are "at the same budget" when their backprop samples differ by <= 10%
 
 
-def budget_frame(results: dict, controls: dict[str, str]):
-    """Each method's budget: samples backpropagated (mean over seeds), as a fraction of full training's, and for a
-    rule its control's and whether the two are at the same budget (within BUDGET_TOLERANCE)."""
+def budget_frame(results: dict):
+    """Each method's budget: epochs, samples backpropagated and optimizer steps (means over seeds), the samples as
+    a fraction of full training's, and for a rule its control's and whether the two are at the same budget
+    (within BUDGET_TOLERANCE)."""
     import pandas as pd
 
     rows = {s["method"]: s for s in results["summary"]}
     frame = []
     for method, s in rows.items():
-        control = controls.get(method)
-        row = {"method": method, "backprop samples": round(s["samples_backpropagated_mean"]),
+        control = s.get("control")
+        row = {"method": method, "epochs": s.get("epochs"), "backprop samples": round(s["samples_backpropagated_mean"]),
+               "optimizer steps": None if s.get("optimizer_steps_mean") is None else round(s["optimizer_steps_mean"]),
                "rate vs full": s.get("realised_rate"), "control": control or "", "control's rate": None,
                "budget difference": None, "same budget": None}
         if control in rows:
@@ -120,81 +120,20 @@ def budget_frame(results: dict, controls: dict[str, str]):
     return pd.DataFrame(frame)
 
 
-def compare_with_controls(results: dict, controls: dict[str, str], runs: list[dict] | None = None, labels=None,
-                          reference: str = "full", alpha: float = 0.05) -> list[dict]:
-    """For every rule whose control ran: the paired t-test over seeds against its control at the same budget and
-    against ``reference`` (``statistics.compare_methods``), and, given the run records ``runs`` (with their test
-    predictions) and the test ``labels``, McNemar's test per seed (``statistics.mcnemar_by_seed``) where both carry them."""
-    from ..statistics import compare_methods, mcnemar_by_seed
+def comparison_frame(results: dict):
+    """Every comparison of the run as a table: the difference in points with its 95% interval, raw and
+    Holm-adjusted p, and the verdict."""
+    import pandas as pd
 
-    ran = {r["method"] for r in results["runs"]}
-    with_predictions = {r["method"] for r in runs or [] if "test_predictions" in r}
-    budgets = {row["method"]: row for row in budget_frame(results, controls).to_dict("records")}
-    comparisons = []
-    for method, control in controls.items():
-        if method not in ran or control not in ran:
-            continue
-        paired = compare_methods(results, method, control, alpha)
-        difference, same = budgets[method]["budget difference"], budgets[method]["same budget"]
-        entry = {**paired, "control": control, "budget_difference": float(difference),
-                 "same_budget": bool(same),
-                 "beats_control": paired["p_value"] is not None and paired["p_value"] < alpha
-                 and paired["difference_mean"] > 0}
-        if reference in ran:
-            entry["versus_reference"] = compare_methods(results, method, reference, alpha)
-        if labels is not None and {method, control} <= with_predictions:
-            entry["mcnemar"] = mcnemar_by_seed(runs, method, control, labels, alpha)
-        comparisons.append(entry)
-    return comparisons
+    def points(v):
+        return None if v is None else round(100 * v, 2)
 
-
-def verdicts(results: dict, comparisons: list[dict], alpha: float = 0.05, lossless_points: float = LOSSLESS_POINTS,
-             target_speedup: float = 1.4) -> list[str]:
-    """One sentence per rule, read from this run's numbers: does it beat its control at the same budget (paired
-    t-test at ``alpha``), how far is it from full training, and what did it measurably save. Then whether any rule
-    met the lossless target (within ``lossless_points`` of full at a credible measured speed-up >= target)."""
-    summary = {s["method"]: s for s in results["summary"]}
-    sentences, lossless = [], []
-    for c in comparisons:
-        method, control = c["method"], c["control"]
-        s = summary[method]
-        diff, p = 100 * c["difference_mean"], c["p_value"]
-        n = len(c["seeds"])
-        if p is None:
-            verdict = f"cannot be told from {control} ({n} seed(s): too few for a paired test)"
-        elif p < alpha and diff > 0:
-            verdict = f"BEATS {control} at the same budget (paired t-test p = {p:.3g} < {alpha}, {n} seeds)"
-        elif p < alpha:
-            verdict = f"is WORSE than {control} at the same budget (paired t-test p = {p:.3g} < {alpha}, {n} seeds)"
-        else:
-            verdict = (f"does NOT beat {control} at the same budget: the difference is not significant "
-                       f"(paired t-test p = {p:.3g} >= {alpha}, {n} seeds)")
-        text = (f"{method}: {100 * s['test_accuracy_mean']:.2f}% against {control}'s "
-                f"{100 * summary[control]['test_accuracy_mean']:.2f}% ({diff:+.2f} points); {method} {verdict}.")
-        if c.get("same_budget") is False:
-            text += (f" Caution: their budgets differ by {100 * c['budget_difference']:+.0f}% of samples backpropagated,"
-                     " so this is not a comparison at the same budget.")
-        versus = c.get("versus_reference")
-        if versus is not None:
-            gap = 100 * versus["difference_mean"]
-            text += f" Against full training: {gap:+.2f} points"
-            speedup = s.get("speedup_vs_full")
-            if s.get("speedup_above_ceiling"):
-                text += "; its measured speed-up is above its ceiling, so it is a timing error, not a result."
-            elif speedup is not None:
-                text += f", at a measured {speedup:.2f}x speed-up (rate {_fmt(s.get('realised_rate'), '{:.2f}')})."
-                if gap >= -lossless_points and speedup >= target_speedup:
-                    lossless.append(method)
-            else:
-                text += "."
-        sentences.append(text)
-    ran = [c["method"] for c in comparisons]
-    if ran:
-        sentences.append(
-            f"Lossless target (within {lossless_points} points of full training at a measured speed-up of at least "
-            f"{target_speedup}x): " + (f"met by {', '.join(lossless)}." if lossless else
-                                       f"met by none of {', '.join(ran)} in this run."))
-    return sentences
+    return pd.DataFrame([{"method": c["method"], "against": c["baseline"], "kind": c["kind"], "seeds": c["n"],
+                          "difference (points)": points(c["difference_mean"]), "95% CI low": points(c["ci_low"]),
+                          "95% CI high": points(c["ci_high"]),
+                          "p": None if c["p_value"] is None else float(f"{c['p_value']:.3g}"),
+                          "Holm p": None if c["p_value_holm"] is None else float(f"{c['p_value_holm']:.3g}"),
+                          "verdict": c["verdict"]} for c in results.get("comparisons", [])])
 
 
 # ---- why a rule does (not) beat its control --------------------------------------------------------------------
@@ -267,9 +206,11 @@ def evidence_lines(runs: list[dict], comparisons: list[dict], classes: list[str]
     led by whether it beat the control at the same budget."""
     lines = []
     for c in comparisons:
-        lead = ("beats its control; what it selected" if c["beats_control"] else
-                f"does not beat {c['control']}; why, from this run's numbers")
-        lines.append(f"{c['method']} {lead}: " + selection_evidence(runs, c["method"], c["control"], classes)["text"])
+        if c["kind"] != "control":
+            continue
+        lead = ("beats its control; what it selected" if c["verdict"] == "beats" else
+                f"does not beat {c['baseline']}; why, from this run's numbers")
+        lines.append(f"{c['method']} {lead}: " + selection_evidence(runs, c["method"], c["baseline"], classes)["text"])
     return lines
 
 
@@ -295,26 +236,6 @@ def _evidence_text(e: dict) -> str:
 
 # ---- figures ---------------------------------------------------------------------------------------------------
 
-def plot_accuracy_vs_cost(results: dict, path=None):
-    """Test accuracy against samples backpropagated and against measured training wall-clock: every seed's run
-    (small points) and each method's mean over seeds (large, labelled)."""
-    plt = _plt()
-    fig, (by_samples, by_time) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, s in enumerate(results["summary"]):
-        rs = [r for r in results["runs"] if r["method"] == s["method"]]
-        colour = colours[i % len(colours)]
-        for ax, key, mean in ((by_samples, "samples_backpropagated", s["samples_backpropagated_mean"]),
-                              (by_time, "train_seconds", s["train_seconds_mean"])):
-            ax.scatter([r[key] for r in rs], [100 * r["test_accuracy"] for r in rs], s=12, alpha=0.5, color=colour)
-            ax.scatter([mean], [100 * s["test_accuracy_mean"]], s=60, color=colour, label=s["method"], edgecolor="black")
-    by_samples.set(xlabel="samples backpropagated", ylabel="test accuracy (%)", title="accuracy against backprop budget")
-    by_time.set(xlabel="training wall-clock (s, measured)", title="accuracy against time")
-    by_time.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
 def plot_epoch_timeline(slices: list[dict], path=None):
     """Each epoch's measured seconds at the time it ran, by method: how the machine's speed drifted, and that the
     interleaved methods met the same conditions."""
@@ -336,6 +257,7 @@ def plot_selection_evidence(runs: list[dict], comparisons: list[dict], classes: 
     plt = _plt()
     fig, (ax_scores, ax_loss, ax_class) = plt.subplots(1, 3, figsize=(14, 3.6))
     plotted = False
+    comparisons = [{**c, "control": c["baseline"]} for c in comparisons if c["kind"] == "control"]
     for c in comparisons:
         seeds = c["seeds"]
         traces = [load_trace(r.get("selection_trace")) for r in runs if r["method"] == c["method"] and r["seed"] in seeds]
@@ -374,5 +296,96 @@ def plot_selection_evidence(runs: list[dict], comparisons: list[dict], classes: 
     ax_class.set(ylabel="test accuracy difference (points)", title="per class, against the control")
     if comparisons:
         ax_class.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_frontier(results: dict, path=None):
+    """The main figure: test accuracy against measured training wall-clock and against compute units. Full
+    training at 1/4 .. 1 of the epochs is a curve (thin: each seed; thick: the mean over seeds); every rule is a
+    point at its mean with the spread over seeds (one standard deviation both ways), its control hollow beside it.
+    A rule above the curve gives more accuracy for its time than training less."""
+    from matplotlib import ticker
+
+    from ..sparse.cost import compute_units
+    from .selection import parse_method
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    runs = results["runs"]
+    costs = {"wall": lambda r: r["train_seconds"],
+             "units": lambda r: compute_units(r["samples_forwarded"], r["samples_backpropagated"])}
+    methods = [s["method"] for s in results["summary"]]
+    full = sorted((m for m in methods if parse_method(m).is_full), key=lambda m: parse_method(m).fraction)
+    rules = [m for m in methods if parse_method(m).is_rule]
+    colours = dict(zip(rules, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    for ax, (name, cost) in zip(axes, costs.items()):
+        for seed in sorted({r["seed"] for r in runs}):  # in order of epochs (a noisy clock may not be monotone)
+            line = [(cost(r), 100 * r["test_accuracy"]) for m in full for r in runs if r["method"] == m and r["seed"] == seed]
+            if len(line) > 1:
+                ax.plot(*zip(*line), color="0.75", lw=0.8, zorder=1)
+        mean = [(np.mean([cost(r) for r in runs if r["method"] == m]),
+                 np.mean([100 * r["test_accuracy"] for r in runs if r["method"] == m])) for m in full]
+        ax.plot(*zip(*mean), color="black", lw=2, marker="s", ms=4, label="full training (frontier)", zorder=2)
+        for (x, y), m in zip(mean, full):
+            ax.annotate(m, (x, y), fontsize=6, xytext=(3, -9), textcoords="offset points", color="0.3")
+        for m in methods:
+            spec = parse_method(m)
+            if spec.is_full:
+                continue
+            owner = m if spec.is_rule else spec.parent
+            mine = [r for r in runs if r["method"] == m]
+            xs, ys = [cost(r) for r in mine], [100 * r["test_accuracy"] for r in mine]
+            colour = colours.get(owner, "grey")
+            ax.errorbar(np.mean(xs), np.mean(ys), xerr=np.std(xs), yerr=np.std(ys), fmt="o",
+                        mfc=colour if spec.is_rule else "white", mec=colour, ecolor=colour, ms=7, capsize=2, zorder=3,
+                        label=m)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.3g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # labelled minor ticks overprint on a short log axis
+        ax.set_xlabel("training wall-clock (s, measured, log scale)" if name == "wall"
+                      else "compute (forward-pass units: forward 1, backward 2; log scale)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title("accuracy for the time", fontsize=10)
+    axes[1].set_title("accuracy for the compute", fontsize=10)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+    fig.suptitle(f"{results['experiment']} ({results['preset']}): each rule against full training given less "
+                 "(hollow: its control)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 5), 1, 1))
+    return _save(fig, path)
+
+
+KIND_COLOURS = {"frontier": "#4C72B0", "control": "#DD8452", "same-epochs": "#55A868"}
+
+
+def plot_comparisons(results: dict, path=None):
+    """A forest plot of every comparison: the difference in test-accuracy points with its 95% interval, coloured by
+    what it compares with (the frontier at the same time, the control at the same budget, full training at the same
+    epochs, whose dashed line is the non-inferiority margin), and the Holm-adjusted verdict."""
+    from .selection import NON_INFERIORITY_POINTS
+
+    plt = _plt()
+    comps = results.get("comparisons", [])
+    fig, ax = plt.subplots(figsize=(9, 0.42 * max(len(comps), 2) + 1.2))
+    for i, c in enumerate(reversed(comps)):
+        mean = 100 * c["difference_mean"]
+        colour = KIND_COLOURS[c["kind"]]
+        if c["ci_low"] is not None:
+            ax.plot([100 * c["ci_low"], 100 * c["ci_high"]], [i, i], color=colour, lw=2)
+        ax.plot(mean, i, "o", color=colour)
+        ax.annotate(c["verdict"], (1.01, i), xycoords=("axes fraction", "data"), fontsize=7, va="center")
+    labels = [f"{c['method']} vs {c['baseline']}" for c in reversed(comps)]
+    ax.set_yticks(range(len(comps)), labels, fontsize=7)
+    ax.axvline(0, color="black", lw=0.8)
+    if any(c["kind"] == "same-epochs" for c in comps):
+        ax.axvline(-NON_INFERIORITY_POINTS, color=KIND_COLOURS["same-epochs"], lw=0.8, ls="--")
+    for kind, colour in KIND_COLOURS.items():
+        ax.plot([], [], color=colour, lw=2, label={"frontier": "vs full training given the same time",
+                                                   "control": "vs its control at the same budget",
+                                                   "same-epochs": f"vs full training, same epochs (margin -{NON_INFERIORITY_POINTS})"}[kind])
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
+    ax.set_xlabel("difference in test accuracy (points), mean over seeds with its 95% interval")
     fig.tight_layout()
     return _save(fig, path)

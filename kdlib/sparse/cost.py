@@ -26,9 +26,18 @@ def compute_units(samples_forwarded: float, samples_backpropagated: float) -> fl
 
 def speedup_ceiling(reference_units: float, units: float) -> float | None:
     """The largest speed-up a method can show against the reference from doing less work: the ratio of their
-    compute units (``compute_units``). Forward scoring at rate a against full training: 3 / (1 + 3a); stale
-    scores or pruned batches: 1 / a."""
+    compute units (``compute_units``); at a given rate, ``ceiling_at_rate``."""
     return reference_units / units if units else None
+
+
+def ceiling_at_rate(rate: float, scoring_forward: bool) -> float:
+    """The speed-up ceiling against full training of a rule that learns from a fraction ``rate`` (a) of the samples:
+    full training costs 1 + 2 = 3 units a sample; with a scoring forward of every sample the rule costs 1 + 3a, so
+    the ceiling is 3 / (1 + 3a); with stale scores or pruned batches (no scoring forward) it costs 3a, so 1 / a.
+    The one place this formula lives; measured ceilings come from a run's own counts (``speedup_ceiling``)."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    return compute_units(1, 1) / compute_units((1.0 if scoring_forward else 0.0) + rate, rate)
 
 
 def above_ceiling(speedup: float | None, ceiling: float | None) -> bool:

@@ -132,7 +132,8 @@ class SelectiveObjective(Objective):
         rows = None if self.in_warmup_at(epoch) else self.rule.epoch_indices(epoch, self.table, self.seed)
         self.epoch_rows = self.num_samples if rows is None else len(rows)
         self.epoch_fraction = self.epoch_rows / self.num_samples
-        if rows is not None and epoch > self._recorded_plan_epoch and len(self.recorded_scores) < self.record_batches:
+        if (rows is not None and self.table is not None and epoch > self._recorded_plan_epoch
+                and len(self.recorded_scores) < self.record_batches):
             losses = self.table[:, 0]
             if torch.isfinite(losses).all():
                 selected = torch.zeros(self.num_samples, dtype=torch.bool, device=losses.device)
