@@ -1,6 +1,6 @@
 """Time per epoch-equivalent of full training and of AST at several activation rates, in both scoring modes.
 
-Everything runs in one process through kdlib's own loop (``fit``) and ``ASTObjective``, on the same model
+Everything runs in one process through kdlib's own loop (``fit``) and the ``ast`` rule's objective, on the same model
 and data. For each configuration the first epoch is a full warm-up and the next ones let the PI controller settle; the last
 ``--timed`` epochs are timed (training passes only). The speed-up printed is full's seconds per epoch divided by the
 configuration's, beside the ceiling at the activation rate actually realised (``kdlib.sparse.cost.speedup_ceiling``
@@ -20,7 +20,7 @@ from kdlib import runtime
 from kdlib.data.mnist import load_digits_images
 from kdlib.data.splits import ImageSplits
 from kdlib.models import create_model
-from kdlib.sparse import ASTObjective, PIController
+from kdlib.sparse import make_selective_objective
 from kdlib.sparse.cost import compute_units, speedup_ceiling
 from kdlib.train import TrainConfig, fit
 
@@ -68,7 +68,8 @@ def main():
     for scoring in ("forward", "stale"):
         for target in args.rates:
             # one warm-up epoch of full training, as real runs have: a random model's scores say little
-            objective = ASTObjective(len(data.train_y), PIController(target=target), scoring=scoring, warmup_epochs=1)
+            objective = make_selective_objective("ast", None, len(data.train_y), target, scoring=scoring,
+                                                 warmup_epochs=1)
             seconds, rate, units = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device, objective)
             rows.append((scoring, target, rate, seconds, units))
     full_after, _, _ = seconds_per_epoch(data, args.model, kwargs, config, args.timed, device)

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from kdlib.sparse.objective import default_size_bucket
+from kdlib.sparse import default_size_bucket
 
 
 def _step(model, x, y):

@@ -198,7 +198,7 @@ def check_threads(device, sizes):
 
 
 def check_ast(device, scoring: str, sizes: dict) -> dict:
-    from .sparse import ASTObjective, PIController
+    from .sparse import make_selective_objective
     from .sparse.cost import above_ceiling, compute_units, speedup_ceiling
     from .train import TrainConfig, fit
 
@@ -214,7 +214,7 @@ def check_ast(device, scoring: str, sizes: dict) -> dict:
 
     full_run()
     ast_config = dataclasses.replace(config, epochs=sizes["epochs"] + 2)  # warm-up, first AST epoch, steady ones
-    objective = ASTObjective(len(data.train_y), PIController(target=TARGET), scoring=scoring, warmup_epochs=1)
+    objective = make_selective_objective("ast", None, len(data.train_y), TARGET, scoring=scoring, warmup_epochs=1)
     torch.manual_seed(0)
     ast = fit(_net(sizes["width"]), data, ast_config, objective, device)
     selective = ast.history[1:]
@@ -281,7 +281,7 @@ def _rank_run(rank: int, world_size: int, device_type: str, batchnorm: bool):
 
     from .data.device_loader import DeviceLoader
     from .distributed import RankSync, ShardedLoader, sync_batchnorm
-    from .sparse import ASTObjective, PIController
+    from .sparse import make_selective_objective
     from .train import TrainConfig, fit
 
     torch.set_num_threads(1)
@@ -298,7 +298,7 @@ def _rank_run(rank: int, world_size: int, device_type: str, batchnorm: bool):
         model, _ = sync_batchnorm(model, device)
         model = DistributedDataParallel(model.to(device), device_ids=[rank] if device_type == "cuda" else None)
         loader, sync = ShardedLoader(loader, rank, world_size), RankSync()
-    objective = ASTObjective(len(data.train_y), PIController(target=0.4), warmup_epochs=1, sync=sync, size_bucket=1)
+    objective = make_selective_objective("ast", None, len(data.train_y), 0.4, warmup_epochs=1, sync=sync, size_bucket=1)
     result = fit(model, data, config, objective, device, train_loader=loader)
     return {"selected": [h["samples_backpropagated"] for h in result.history],
             "thresholds": [t for h in result.history for t in h["batch_thresholds"]]}

@@ -8,9 +8,8 @@ import torch.nn as nn
 from conftest import tiny_splits
 from kdlib.data.device_loader import DeviceLoader
 from kdlib.distributed import RankSync, ShardedLoader, launch, sync_batchnorm
-from kdlib.sparse import make_selective_objective
-from kdlib.sparse.controller import PIController
-from kdlib.sparse.objective import ASTObjective
+from kdlib.objective import Objective
+from kdlib.sparse import SelectiveObjective, make_rule, make_selective_objective
 from kdlib.train import TrainConfig, fit
 
 GLOBAL_BATCH = 16
@@ -41,8 +40,8 @@ def _train(rank: int, world_size: int, scoring: str = "forward", rule: str = "as
     # size_bucket=1: no rounding of the learning-pass size. Rounded, each rank rounds its own part (the shapes its
     # device sees), which one process cannot reproduce.
     if rule == "ast":
-        objective = ASTObjective(len(data.train_y), PIController(target=0.5), scoring=scoring, warmup_epochs=1, sync=sync,
-                                 size_bucket=1)
+        objective = make_selective_objective("ast", None, len(data.train_y), 0.5, scoring=scoring, warmup_epochs=1,
+                                             sync=sync, size_bucket=1)
     else:
         objective = make_selective_objective(rule, None, len(data.train_y), scoring=scoring, warmup_epochs=1, sync=sync,
                                              size_bucket=1, **OTHER_RULES[rule])
@@ -126,7 +125,7 @@ def test_launch_leaves_the_environment_as_it_was(monkeypatch):
     assert os.environ["PYTHONPATH"] == "/elsewhere"
 
 
-class _CountingAST(ASTObjective):
+class _CountingAST(SelectiveObjective):
     """Counts, on this rank alone, the samples each epoch learned from."""
 
     def on_epoch_start(self, epoch):
@@ -152,7 +151,7 @@ def _train_with_checkpoints(rank: int, world_size: int, folder: str):
         loader = ShardedLoader(DeviceLoader(data.train_x, data.train_y, GLOBAL_BATCH, "cpu", mean, std, shuffle=True,
                                             drop_last=True, seed=CONFIG.seed), rank, world_size)
         sync = RankSync()
-        objective = None if method == "full" else _CountingAST(len(data.train_y), PIController(target=0.5),
+        objective = None if method == "full" else _CountingAST(Objective(), make_rule("ast", 0.5), len(data.train_y),
                                                                warmup_epochs=1, sync=sync)
         fit(DistributedDataParallel(_model()), data, CONFIG, objective, torch.device("cpu"), Path(folder) / method,
             train_loader=loader, write_checkpoints=rank == 0, sync=sync)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kdlib.sparse import ASTObjective, PIController
+from kdlib.sparse import make_selective_objective
 from kdlib.train import TrainConfig, fit
 from test_train import tiny_data
 
@@ -28,7 +28,7 @@ CFG = dict(batch_size=32, lr=0.05, warmup_epochs=0, progress=False)
 def test_warmup_epochs_train_on_full_batches(warmup):
     data = tiny_data(n_train=128, n_val=48)
     model = BatchSizeRecorder()
-    objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=warmup)
+    objective = make_selective_objective("ast", None, 128, 0.25, warmup_epochs=warmup)
     result = fit(model, data, TrainConfig(epochs=4, **CFG), objective, device=torch.device("cpu"))
     for epoch, record in enumerate(result.history):
         if epoch < warmup:
@@ -41,7 +41,7 @@ def test_warmup_epochs_train_on_full_batches(warmup):
 def test_learning_pass_runs_on_the_physically_smaller_batch():
     data = tiny_data(n_train=128, n_val=48)
     model = BatchSizeRecorder()
-    fit(model, data, TrainConfig(epochs=2, **CFG), ASTObjective(128, PIController(target=0.25), warmup_epochs=0),
+    fit(model, data, TrainConfig(epochs=2, **CFG), make_selective_objective("ast", None, 128, 0.25, warmup_epochs=0),
         device=torch.device("cpu"))
     train_calls = [c for c in model.calls if c[0] <= 32]  # validation forwards use larger batches
     scoring = [c for c in train_calls if not c[1]]
@@ -54,7 +54,7 @@ def test_learning_pass_runs_on_the_physically_smaller_batch():
 def test_stale_mode_has_no_scoring_forward_and_learns_each_sample_first():
     data = tiny_data(n_train=128, n_val=48)
     model = BatchSizeRecorder()
-    objective = ASTObjective(128, PIController(target=0.25), scoring="stale", warmup_epochs=0)
+    objective = make_selective_objective("ast", None, 128, 0.25, scoring="stale", warmup_epochs=0)
     result = fit(model, data, TrainConfig(epochs=3, **CFG), objective, device=torch.device("cpu"))
     train_calls = [c for c in model.calls if c[0] <= 32]
     assert all(grad for _, grad, _ in train_calls)  # no no_grad scoring forward
@@ -67,7 +67,7 @@ def test_stale_mode_has_no_scoring_forward_and_learns_each_sample_first():
 
 def test_random_control_selects_at_the_target_rate():
     data = tiny_data(n_train=128, n_val=48)
-    objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=0, random_selection=True)
+    objective = make_selective_objective("random", None, 128, 0.25, warmup_epochs=0)
     result = fit(BatchSizeRecorder(), data, TrainConfig(epochs=2, **CFG), objective, device=torch.device("cpu"))
     assert all(r["samples_backpropagated"] == 4 * 8 for r in result.history)  # 25% of each 32-sample batch
 
@@ -85,7 +85,7 @@ def test_controller_state_survives_a_checkpoint(tmp_path):
     def run(folder, callbacks=()):
         torch.manual_seed(0)
         model = BatchSizeRecorder()
-        objective = ASTObjective(128, PIController(target=0.25), warmup_epochs=1, scoring="stale")
+        objective = make_selective_objective("ast", None, 128, 0.25, warmup_epochs=1, scoring="stale")
         fit(model, data, config, objective, device=torch.device("cpu"), checkpoint_dir=folder, callbacks=callbacks)
         return model, objective
 
@@ -99,25 +99,25 @@ def test_controller_state_survives_a_checkpoint(tmp_path):
         run(tmp_path / "b", (stop,))
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["epoch"] == 1  # stopped half-way
     model, resumed = run(tmp_path / "b")
-    assert resumed.controller.state_dict() == reference.controller.state_dict()
-    assert reference.controller.integral != 0  # the controller did work after the interruption
+    assert resumed.rule.controller.state_dict() == reference.rule.controller.state_dict()
+    assert reference.rule.controller.integral != 0  # the controller did work after the interruption
     assert torch.equal(resumed.table, reference.table)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in reference_model.state_dict().items())
 
 
 def test_bad_settings():
     with pytest.raises(ValueError):
-        ASTObjective(10, scoring="psychic")
+        make_selective_objective("ast", None, 10, 0.1, scoring="psychic")
     with pytest.raises(ValueError):
-        ASTObjective(10, warmup_epochs=-1)
+        make_selective_objective("ast", None, 10, 0.1, warmup_epochs=-1)
 
 
 def test_keep_low_rescaling_is_unbiased_and_off_changes_nothing():
     torch.manual_seed(0)
     scores = torch.rand(32) * 2
     losses = torch.rand(32)
-    objective = ASTObjective(32, PIController(target=0.2), keep_low=0.25)
-    objective.controller.threshold = 1.5  # about a quarter of the scores pass
+    objective = make_selective_objective("ast", None, 32, 0.2, keep_low=0.25)
+    objective.rule.controller.threshold = 1.5  # about a quarter of the scores pass
     objective.on_epoch_start(0)
     estimates = []
     for _ in range(4000):
@@ -132,20 +132,20 @@ def test_keep_low_rescaling_is_unbiased_and_off_changes_nothing():
 def test_keep_low_learns_from_more_samples_at_the_same_target():
     data = tiny_data(n_train=128, n_val=48)
     cfg = TrainConfig(epochs=3, **CFG)
-    plain = fit(BatchSizeRecorder(), data, cfg, ASTObjective(128, PIController(target=0.25), warmup_epochs=1),
+    plain = fit(BatchSizeRecorder(), data, cfg, make_selective_objective("ast", None, 128, 0.25, warmup_epochs=1),
                 device=torch.device("cpu"))
     rescaled = fit(BatchSizeRecorder(), data, cfg,
-                   ASTObjective(128, PIController(target=0.25), warmup_epochs=1, keep_low=0.1), device=torch.device("cpu"))
+                   make_selective_objective("ast", None, 128, 0.25, warmup_epochs=1, keep_low=0.1), device=torch.device("cpu"))
     # the controller still regulates the realised rate: both learn from about a quarter after warm-up
     for run in (plain, rescaled):
         assert 0.1 * 128 <= run.history[2]["samples_backpropagated"] <= 0.45 * 128
     assert plain.history[2]["train_loss"] != rescaled.history[2]["train_loss"]
     with pytest.raises(ValueError):
-        ASTObjective(10, keep_low=1.0)
+        make_selective_objective("ast", None, 10, 0.1, keep_low=1.0)
 
 
 def test_random_control_draws_new_positions_each_batch():
-    objective = ASTObjective(64, PIController(target=0.25), random_selection=True)
+    objective = make_selective_objective("random", None, 64, 0.25)
     objective.on_epoch_start(0)
     generator = objective._epoch_generator("cpu")
     picks = {tuple(sorted(objective.rule.pick(32, torch.arange(32), 8, generator)[0].tolist())) for _ in range(10)}
@@ -158,7 +158,7 @@ def test_random_control_draws_new_positions_each_batch():
 def test_an_epoch_uses_few_distinct_learning_pass_sizes(scoring):
     data = tiny_data(n_train=256, n_val=48)
     model = BatchSizeRecorder()
-    objective = ASTObjective(256, PIController(target=0.3), scoring=scoring, warmup_epochs=0, size_bucket=8)
+    objective = make_selective_objective("ast", None, 256, 0.3, scoring=scoring, warmup_epochs=0, size_bucket=8)
     result = fit(model, data, TrainConfig(epochs=3, **CFG), objective, device=torch.device("cpu"))
     learning = [size for size, grad, training in model.calls if grad and training]
     assert all(size % 8 == 0 and 0 < size <= 32 for size in learning)  # rounded up, never above the batch
@@ -170,20 +170,20 @@ def test_an_epoch_uses_few_distinct_learning_pass_sizes(scoring):
 
 
 def test_rounding_takes_the_next_highest_scores():
-    objective = ASTObjective(16, PIController(target=0.3), warmup_epochs=0, size_bucket=4)
+    objective = make_selective_objective("ast", None, 16, 0.3, warmup_epochs=0, size_bucket=4)
     scores = torch.tensor([0.1, 5.0, 0.2, 3.0, 0.3, 0.9, 0.4, 0.5, 0.6, 0.7, 0.8, 0.05, 0.01, 0.02, 0.03, 0.04])
     chosen = objective._round_up(torch.tensor([1, 3]), scores)
     assert chosen.tolist() == [1, 3, 5, 10]  # 5.0 and 3.0 passed; 0.9 and 0.8 are the next highest
     assert objective.rounded_count(15, 16) == 16 and objective.rounded_count(16, 16) == 16
-    assert ASTObjective(16, size_bucket=1).rounded_count(3, 16) == 3
+    assert make_selective_objective("ast", None, 16, 0.1, size_bucket=1).rounded_count(3, 16) == 3
 
 
 def test_default_bucket_bounds_sizes_for_any_batch():
-    from kdlib.sparse.objective import default_size_bucket
+    from kdlib.sparse import default_size_bucket
 
     for batch in (16, 32, 64, 100, 128, 256, 512, 1024):
         b = default_size_bucket(batch)
         assert b % 8 == 0 or b == batch
         assert -(-batch // b) <= 16
     with pytest.raises(ValueError):
-        ASTObjective(10, size_bucket=0)
+        make_selective_objective("ast", None, 10, 0.1, size_bucket=0)

@@ -120,15 +120,17 @@ def test_without_checkpoints_the_best_epoch_is_restored():
 def test_a_run_interrupted_inside_an_epoch_resumes_to_the_same_weights(tmp_path):
     """checkpoint_minutes=0 saves after every step; the run is killed in the middle of epoch 2 (an AST epoch
     with random keep-low draws and augmentation), then resumed: same weights, same per-epoch history."""
-    from kdlib.sparse import ASTObjective, PIController
+    from kdlib.objective import Objective
+    from kdlib.sparse import SelectiveObjective, make_rule
 
     data = tiny_data(n_train=128)
     config = TrainConfig(epochs=3, batch_size=16, lr=0.05, warmup_epochs=0, progress=False, channels_last=False,
                          augment_shift=1.0)
 
-    class SessionEnds(ASTObjective):
+    class SessionEnds(SelectiveObjective):
         def __init__(self, crash_at=None):
-            super().__init__(len(data.train_y), PIController(target=0.5), warmup_epochs=1, keep_low=0.3, seed=0)
+            super().__init__(Objective(), make_rule("ast", 0.5, keep_low=0.3), len(data.train_y), warmup_epochs=1,
+                             seed=0)
             self.calls, self.crash_at = 0, crash_at
 
         def step(self, model, x, y, index):

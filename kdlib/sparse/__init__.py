@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .controller import PIController, replay, select  # noqa: F401
 from .significance import significance  # noqa: F401
-from .objective import ASTObjective  # noqa: F401
 from .rules import RULES, make_rule  # noqa: F401
 from .selective import SelectiveObjective, default_size_bucket  # noqa: F401
 
