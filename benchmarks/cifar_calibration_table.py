@@ -1,11 +1,13 @@
-"""The cifar10-ast calibration's tables and the presets' choice, from finished shoot-out folders (each the OUT of
+"""The cifar10-ast calibration's tables and the presets' choice, from finished folders (each the OUT of
 ``python -m kdlib run cifar10-ast --preset cpu-real ...``, with its results.json).
 
-Per folder: each method's test accuracy (mean +- sample std over the paired seeds), validation accuracy, samples
-backpropagated as a fraction of full training's, the measured speed-up against full training in that run (ratio of
-totals, and of median epochs with the paired epochs' quartiles) and its ceiling, and the paired t-test p-values
-against the rule's control at the same budget and against full; then the notebook's verdicts. Last, the rule, rate
-and scoring ``choose_rule`` picks over all folders, from validation accuracy only.
+Per folder: each method's epochs, test accuracy (mean +- sample std over the paired seeds), validation accuracy,
+training wall-clock, the measured speed-up against full training in that run (ratio of totals, and of median epochs
+with the paired epochs' quartiles) beside its ceiling, samples backpropagated as a fraction of full training's and
+optimizer steps; then every comparison the notebook states (against the frontier at the same wall-clock, against the
+control, against full training at the same epochs), each with its 95% interval and Holm-adjusted p, and the
+verdicts. Last, the rule ``choose_rule`` picks over all folders by the frontier verdict on validation accuracy, with
+every candidate ranked, and one line per rule answering "does it beat training less?" (test accuracy).
 
 Run: python benchmarks/cifar_calibration_table.py OUT [OUT ...] [--write benchmarks/results_cpu_cifar10_real.txt]
 """
@@ -16,12 +18,15 @@ import argparse
 import json
 from pathlib import Path
 
-from kdlib.experiments import cifar10_ast as exp
-from kdlib.experiments import selection_reporting as reporting
+from kdlib.experiments import selection
 
 
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _points(value) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f}"
 
 
 def _times(value) -> str:
@@ -32,32 +37,52 @@ def _p(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def calibration_table(results: dict) -> list[str]:
+def describe_config(results: dict) -> str:
     config = results["config"]
-    comparisons = {c["method"]: c for c in results.get("comparisons", [])}
-    rows = {r["method"]: r for r in results["summary"]}
-    lines = [f"### rate {config['target_rate']}, '{config['scoring']}' scoring, {config['train']['epochs']} epochs, "
-             f"seeds {config['seeds']}, {config['model']} {config['model_kwargs']}",
-             "",
+    bn = config.get("bn_recalibration_batches", 0)
+    return (f"rate {config['target_rate']}, '{config['scoring']}' scoring, {config['train']['epochs']} epochs, "
+            f"seeds {config['seeds']}, {config['model']} {config['model_kwargs']}"
+            + (f", BatchNorm recomputed on {bn} random batches after each selective epoch" if bn else ""))
+
+
+def calibration_table(results: dict) -> list[str]:
+    lines = [f"### {describe_config(results)}", "",
              f"Data: {results['dataset'].get('name')}, {results['dataset'].get('n_train')} train / "
              f"{results['dataset'].get('n_val')} validation / {results['dataset'].get('n_test')} test. "
-             f"Hardware: {results['hardware'].get('device_name', results['hardware'])}.",
-             "",
-             "| method | test acc. (%) | ± std | val acc. (%) | backprop vs full | speed-up (total) | ceiling (total) | "
-             "median-epoch speed-up [IQR] | ceiling (median epoch) | p vs control | p vs full |",
+             f"Hardware: {results['hardware'].get('device_name', results['hardware'])}.", "",
+             "| method | epochs | test acc. (%) | ± std | val acc. (%) | train s | speed-up (total) | ceiling (total) | "
+             "median-epoch speed-up [IQR] | backprop vs full | optimizer steps |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for method, s in rows.items():
-        c = comparisons.get(method)
+    for s in results["summary"]:
         quartiles = s.get("epoch_speedup_quartiles")
         median = ("n/a" if s.get("speedup_median_epoch") is None else f"{s['speedup_median_epoch']:.2f}x"
                   + (f" [{quartiles[0]:.2f}-{quartiles[1]:.2f}]" if quartiles else ""))
-        lines.append(
-            f"| {method} | {_pct(s['test_accuracy_mean'])} | {_pct(s['test_accuracy_std'])} | "
-            f"{_pct(s.get('val_accuracy_mean'))} | {s.get('realised_rate') or 0:.3f} | "
-            f"{s['speedup_vs_full']:.2f}x | {_times(s.get('speedup_ceiling'))} | {median} | "
-            f"{_times(s.get('speedup_ceiling_median_epoch'))} | "
-            + (f"{_p(c['p_value'])} ({c['control']}) | {_p(c['versus_reference']['p_value'])} |" if c else "| |"))
-    lines += ["", *[f"- {line}" for line in reporting.verdicts(results, results.get("comparisons", []))], ""]
+        steps = s.get("optimizer_steps_mean")
+        lines.append(f"| {s['method']} | {s.get('epochs')} | {_pct(s['test_accuracy_mean'])} | "
+                     f"{_pct(s['test_accuracy_std'])} | {_pct(s.get('val_accuracy_mean'))} | "
+                     f"{s['train_seconds_mean']:.0f} | {_times(s.get('speedup_vs_full'))} | "
+                     f"{_times(s.get('speedup_ceiling'))} | {median} | {s.get('realised_rate') or 0:.3f} | "
+                     f"{'n/a' if steps is None else f'{steps:.0f}'} |")
+    lines += ["", "| method | against | difference (points) | 95% CI | p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
+    for c in results.get("comparisons", []):
+        ci = "n/a" if c["ci_low"] is None else f"[{_points(c['ci_low'])}, {_points(c['ci_high'])}]"
+        lines.append(f"| {c['method']} | {c['baseline']} | {_points(c['difference_mean'])} | {ci} | "
+                     f"{_p(c['p_value'])} | {_p(c['p_value_holm'])} | {c['verdict']} |")
+    lines += ["", *[f"- {line}" for line in selection.verdict_lines(results)], ""]
+    return lines
+
+
+def training_less_answers(calibrations: list[dict], names: list[str]) -> list[str]:
+    """One line per rule and run: does it beat training less (test accuracy, against the frontier at its wall-clock)?"""
+    answer = {"beats": "yes", "loses": "no, it loses to it", "inconclusive": "cannot be told apart",
+              "one seed": "one seed: no verdict"}
+    lines = []
+    for name, results in zip(names, calibrations):
+        for c in results.get("comparisons", []):
+            if c["kind"] == "frontier":
+                ci = "" if c["ci_low"] is None else f", 95% CI [{_points(c['ci_low'])}, {_points(c['ci_high'])}]"
+                lines.append(f"- {name}: {c['method']}: {answer[c['verdict']]} ({_points(c['difference_mean'])} points"
+                             f"{ci}, Holm p {_p(c['p_value_holm'])})")
     return lines
 
 
@@ -72,15 +97,21 @@ def main():
         if not path.exists():
             parser.error(f"{path} does not exist: run the notebook on {folder} to the end first")
         calibrations.append(json.loads(path.read_text()))
+    names = [folder.name for folder in args.out]
     lines = []
-    for folder, results in zip(args.out, calibrations):
-        lines += [f"## {folder.name}", "", *calibration_table(results)]
-    choice = exp.choose_rule(calibrations)
+    for name, results in zip(names, calibrations):
+        lines += [f"## {name}", "", *calibration_table(results)]
+    choice = selection.choose_rule(calibrations)
     lines += ["## The quick and full presets' rule (validation accuracy only)", "", choice["text"], "",
-              "| candidate | rate | scoring | epochs | val acc. (%) | points vs full | backprop vs full | lossless |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {c['method']} | {c['rate']} | {c['scoring']} | {c['epochs']} | {_pct(c['val_accuracy'])} | {c['points_vs_full']:+.2f} | "
-              f"{c['fraction_of_full']:.3f} | {'yes' if c['lossless'] else 'no'} |" for c in choice["candidates"]]
+              "| candidate | rate | scoring | batch mode | BN batches | epochs | seeds | val acc. (%) | frontier's (%) "
+              "| gain (points) | 95% CI |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in choice["candidates"]:
+        ci = "n/a" if c["ci_low"] is None else f"[{_points(c['ci_low'])}, {_points(c['ci_high'])}]"
+        lines.append(f"| {c['method']} | {c['rate']} | {c['scoring']} | {c['batch_mode']} | "
+                     f"{c['bn_recalibration_batches']} | {c['epochs']} | {len(c['seeds'])} | {_pct(c['val_accuracy'])} | "
+                     f"{_pct(c['frontier_val_accuracy'])} | {_points(c['val_gain_over_frontier'])} | {ci} |")
+    lines += ["", "## Does it beat training less? (test accuracy, at each rule's measured wall-clock)", "",
+              *training_less_answers(calibrations, names)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:

@@ -4,10 +4,9 @@ For one seed, every method of the preset trains its first ``--epochs`` epochs (t
 then selective ones) exactly as the notebook's runs would (same data, config and interleaving: each run pauses after
 every epoch and resumes from its checkpoint), in a scratch folder. The estimate extrapolates, per method: warm-up
 epochs at the measured warm-up epoch's seconds, selective epochs at the mean measured selective epoch's (InfoBatch's
-last full-data epochs at the warm-up epoch's), plus every epoch's measured overhead outside the training pass
-(validation, checkpoint, resume); times the seeds; plus loading the data. ``random@infobatch`` is counted at
-InfoBatch's selective-epoch cost (it backpropagates as many samples, without InfoBatch's whole-batch saving, so this
-is a low estimate for it). The machine's load is printed: on a shared machine the figure moves with it.
+last full-data epochs at the warm-up epoch's, for its control too), plus every epoch's measured overhead outside
+the training pass (validation, checkpoint, resume); times the seeds; plus loading the data. Frontier points count
+their own epochs. The machine's load is printed: on a shared machine the figure moves with it.
 
 Run: python benchmarks/estimate_cifar_shootout.py --preset cpu-real --data /tmp/cifar10-jpeg
 """
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from kdlib import runtime
-from kdlib.experiments import cifar10_ast as exp
+from kdlib.experiments import cifar10_ast as exp, selection
 
 
 def main():
@@ -49,33 +48,32 @@ def main():
     measured = {}
     seed = cfg.seeds[0]
     with tempfile.TemporaryDirectory() as scratch:
-        records = {}
-        for method in cfg.methods:
-            if method in exp.MATCHED_TO:
-                continue  # needs its parent's finished run: estimated from the parent below
-            epochs, overheads = [], []
-            for epoch in range(args.epochs):
+        for epoch in range(args.epochs):  # interleaved as the notebook runs them: each control after its rule
+            for method in cfg.methods:
+                if epoch >= min(args.epochs, selection.epochs_of(method, cfg.train.epochs)):
+                    continue
                 t0 = time.perf_counter()
-                exp.train_method(method, cfg, data, Path(scratch), device, seed, records, stop_after=epoch + 1)
+                exp.train_method(method, cfg, data, Path(scratch), device, seed, stop_after=epoch + 1)
                 wall = time.perf_counter() - t0
-                history = exp.run_history(Path(scratch), method, seed)
-                epochs.append(history[epoch]["epoch_seconds"])
-                overheads.append(wall - epochs[-1])
-            measured[method] = (epochs, overheads)
-            print(f"  {method}: epoch seconds {[round(s, 1) for s in epochs]}, "
-                  f"overhead per epoch {[round(s, 1) for s in overheads]}")
-    for method, parent in exp.MATCHED_TO.items():
-        if method in cfg.methods:
-            measured[method] = measured[parent]
+                seconds = selection.run_history(Path(scratch), method, seed)[epoch]["epoch_seconds"]
+                epochs, overheads = measured.setdefault(method, ([], []))
+                epochs.append(seconds)
+                overheads.append(wall - seconds)
+    for method, (epochs, overheads) in measured.items():
+        print(f"  {method}: epoch seconds {[round(s, 1) for s in epochs]}, "
+              f"overhead per epoch {[round(s, 1) for s in overheads]}")
     total = load_seconds
-    w, E = cfg.warmup_epochs, cfg.train.epochs
+    w = cfg.warmup_epochs
     for method in cfg.methods:
         epochs, overheads = measured[method]
+        E = selection.epochs_of(method, cfg.train.epochs)
         first, selective = epochs[0], sum(epochs[w:]) / max(1, len(epochs[w:]))
-        if method == "full":
+        spec = selection.parse_method(method)
+        if spec.is_full:
             per_seed = E * sum(epochs) / len(epochs)
         else:
-            final_full = math.ceil((1 - cfg.infobatch_delta) * E - 1e-9) if method == "infobatch" else 0
+            prunes = "infobatch" in (spec.rule, spec.parent)
+            final_full = math.ceil((1 - cfg.infobatch_delta) * E - 1e-9) if prunes else 0
             per_seed = (w + final_full) * first + (E - w - final_full) * selective
         per_seed += E * sum(overheads) / len(overheads)
         total += per_seed * len(cfg.seeds)

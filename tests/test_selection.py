@@ -211,3 +211,14 @@ def test_the_presets_rule_is_chosen_by_the_frontier_verdict_on_validation_never_
     assert "beats training less on validation" in choice["text"]  # identical differences: the interval is that point
     with pytest.raises(ValueError, match="no calibration run of a selection rule"):
         selection.choose_rule([calibration(0.3, "stale", frontier)])
+
+
+def test_the_warm_up_runs_once_before_the_first_slice_that_trains(tmp_path):
+    calls, order = [], []
+
+    def train_slice(method, seed, stop_after):
+        order.append((method, len(calls)))
+        return {"method": method, "seed": seed} if stop_after is None else None
+
+    selection.run_all(["full", "ast"], [0], 2, train_slice, tmp_path, progress=False, warm_up=lambda: calls.append(1))
+    assert calls == [1] and order[0] == ("full", 1)  # before the first slice, once

@@ -25,10 +25,11 @@ from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
 from ..data.splits import ImageSplits
 from ..fileio import atomic_write_bytes
+from ..models import create_model
 from ..objective import Objective
 from ..sparse import PIController
-from ..train import TrainConfig
-from . import selection
+from ..train import TrainConfig, make_loaders
+from . import common, selection
 from .common import make_ast_config, prepare_out_dir, train_and_test
 from .selection import FRONTIER_METHODS, NON_INFERIORITY_POINTS, choose_rule, control_of  # noqa: F401
 from .selection_reporting import ast_summary_table  # noqa: F401  (the notebook's table)
@@ -196,7 +197,11 @@ def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch
     def train_slice(method, seed, stop_after):
         return train_method(method, cfg, data, out_dir, device, seed, stop_after=stop_after)
 
-    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress)
+    def warm_up():
+        model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, **cfg.model_kwargs)
+        common.warm_up(model, make_loaders(data, cfg.train, device)[0], cfg.train, device)
+
+    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress, warm_up)
 
 
 def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device,

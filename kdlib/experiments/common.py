@@ -94,6 +94,29 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
     return model, record
 
 
+def warm_up(model: nn.Module, loader, config: TrainConfig, device: torch.device, steps: int = 3) -> None:
+    """A few untimed training steps of a throwaway ``model`` on ``loader``'s first batches, before an interleaved
+    schedule starts: the process's one-time costs (thread pools, kernel and allocator set-up, cuDNN autotuning of
+    the full-batch shapes) would otherwise fall on whichever method trains first."""
+    precision = runtime.select_precision(device, config.amp)
+    model.to(device=device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scaler = precision.grad_scaler()
+    loader.set_epoch(0)
+    for step, (x, y, _) in enumerate(loader):
+        if step >= steps:
+            break
+        with precision.autocast():
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def check_seeds(seeds) -> list[int]:
     """SEEDS as a list of distinct ints; a repeated seed would count one run twice in the statistics."""
     seeds = [int(s) for s in seeds]

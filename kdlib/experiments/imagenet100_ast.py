@@ -36,6 +36,7 @@ from ..objective import Objective
 from ..sparse import PIController
 from ..train import FitResult, TrainConfig, fit
 from . import selection
+from . import common
 from .common import make_ast_config, prepare_out_dir
 from .selection import FRONTIER_METHODS
 from .selection_reporting import ast_summary_table  # noqa: F401  (the notebook's table)
@@ -370,7 +371,12 @@ def run_all(cfg: ImageNetASTConfig, data: StoreData, out_dir: Path, device: torc
     def train_slice(method, seed, stop_after):
         return train_method(method, quiet, data, out_dir, device, seed, stop_after=stop_after)
 
-    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress)
+    def warm_up():  # one process trains every slice only on one device; ranks are new processes each slice
+        if (cfg.world_size or (torch.cuda.device_count() if device.type == "cuda" else 1)) == 1:
+            common.warm_up(build_model(cfg, data.num_classes)[0], loaders(cfg, data, device, cfg.seeds[0])[0],
+                           cfg.train, device)
+
+    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress, warm_up)
 
 
 def per_epoch_frame(runs: list[dict]):

@@ -273,12 +273,13 @@ def run_history(out_dir: Path, method: str, seed: int) -> list[dict]:
 
 
 def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_dir: Path,
-            progress: bool = True) -> tuple[list[dict], list[dict]]:
+            progress: bool = True, warm_up=None) -> tuple[list[dict], list[dict]]:
     """Every method and seed, interleaved epoch by epoch (``interleaved_schedule``). ``train_slice(method, seed,
     stop_after)`` trains a run up to ``stop_after`` epochs (None: to its end, then tests it), resuming from its
     checkpoint, and returns its record once finished (else None). Finished runs are read back, not trained again.
-    Returns the records (``methods`` order, then seeds) and the epochs this call trained ({method, seed, epoch,
-    started, seconds}: seconds as the run measured them)."""
+    ``warm_up()``: called once before the first slice that trains, so the process's one-time costs are no method's
+    (``common.warm_up``). Returns the records (``methods`` order, then seeds) and the epochs this call trained
+    ({method, seed, epoch, started, seconds}: seconds as the run measured them)."""
     from tqdm.auto import tqdm
 
     records, trained = {}, []
@@ -290,6 +291,9 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
             continue
         last = epoch == epochs_of(method, epochs) - 1
         done_before = len(run_history(out_dir, method, seed))
+        if warm_up is not None and not run_files.is_finished(out_dir, method, seed):
+            warm_up()
+            warm_up = None
         started = time.time() - session_start
         out = train_slice(method, seed, None if last else epoch + 1)
         if out is not None:
