@@ -275,22 +275,27 @@ def test_keep_low_learns_from_below_threshold_samples_at_the_same_rate():
 
 # ---- exact resumption from a checkpoint saved inside an epoch, for every rule ------------------------------
 
+def crashing(objective, crash_at):
+    """``objective`` whose step number ``crash_at`` raises, as a session that ends there."""
+    original, calls = objective.step, [0]
+
+    def step(*args):
+        calls[0] += 1
+        if calls[0] == crash_at:
+            raise RuntimeError("the session ended")
+        return original(*args)
+
+    objective.step = step
+    return objective
+
+
 @pytest.mark.parametrize("rule", sorted(RULE_SETTINGS))
 def test_a_run_cut_inside_a_selective_epoch_resumes_to_the_same_weights(tmp_path, rule):
     data = tiny_data(n_train=128, n_val=16)
     config = TrainConfig(epochs=3, **{**CFG, "augment_shift": 1.0})
 
     def run(folder, crash_at=None):
-        objective = _objective(rule)
-        original, calls = objective.step, [0]
-
-        def step(*args):
-            calls[0] += 1
-            if calls[0] == crash_at:
-                raise RuntimeError("the session ended")
-            return original(*args)
-
-        objective.step = step
+        objective = crashing(_objective(rule), crash_at)
         model = small_model()
         result = fit(model, data, config, objective, CPU, folder, checkpoint_minutes=0)
         return model, objective, result
@@ -388,17 +393,8 @@ def test_accumulate_mode_resumes_inside_an_epoch_to_the_same_weights(tmp_path):
     config = TrainConfig(epochs=3, **{**CFG, "augment_shift": 1.0})
 
     def run(folder, crash_at=None):
-        objective = make_selective_objective("random", Objective(), 128, 0.3, seed=1, warmup_epochs=1,
-                                             exact_rate=True, batch_mode="accumulate")
-        original, calls = objective.step, [0]
-
-        def step(*args):
-            calls[0] += 1
-            if calls[0] == crash_at:
-                raise RuntimeError("the session ended")
-            return original(*args)
-
-        objective.step = step
+        objective = crashing(make_selective_objective("random", Objective(), 128, 0.3, seed=1, warmup_epochs=1,
+                                                      exact_rate=True, batch_mode="accumulate"), crash_at)
         model = small_model()
         return model, fit(model, data, config, objective, CPU, folder, checkpoint_minutes=0)
 

@@ -117,18 +117,7 @@ def make_config(preset: str = "demo", seeds=None, epochs: int | None = None, tar
                 scoring: str | None = None, progress: bool = True, methods=None,
                 bn_recalibration_batches: int | None = None) -> CifarASTConfig:
     cfg = make_ast_config(_presets(), preset, seeds, epochs, target_rate, scoring, progress)
-    cfg.methods = check_methods(methods if methods is not None else cfg.methods)
-    if bn_recalibration_batches is not None:
-        if isinstance(bn_recalibration_batches, bool) or int(bn_recalibration_batches) != bn_recalibration_batches \
-                or bn_recalibration_batches < 0:
-            raise ValueError(f"BN_RECALIBRATION_BATCHES must be a whole number >= 0 (0: off), got "
-                             f"{bn_recalibration_batches!r}")
-        cfg.bn_recalibration_batches = int(bn_recalibration_batches)
-    collisions = selection.frontier_collisions(cfg.methods, cfg.train.epochs)
-    if collisions:
-        raise ValueError(f"EPOCHS={cfg.train.epochs} is too few for the frontier: {'; '.join(collisions)}. Use more "
-                         "epochs, or leave those points out of METHODS")
-    return cfg
+    return selection.configure(cfg, methods, bn_recalibration_batches)
 
 
 def locate_data(cfg: CifarASTConfig, data_dir: str | Path | None = None, download: bool = True) -> DataSource:

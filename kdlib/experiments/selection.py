@@ -184,6 +184,23 @@ def frontier_collisions(methods, epochs: int) -> list[str]:
     return repeated
 
 
+def configure(cfg, methods=None, bn_recalibration_batches=None):
+    """An AST experiment's config with its METHODS (checked; None: the preset's) and BN_RECALIBRATION_BATCHES
+    applied, refused with one line when the epochs are too few to tell the frontier's points apart."""
+    cfg.methods = check_methods(methods if methods is not None else cfg.methods)
+    if bn_recalibration_batches is not None:
+        if (isinstance(bn_recalibration_batches, bool) or not isinstance(bn_recalibration_batches, int)
+                or bn_recalibration_batches < 0):
+            raise ValueError(f"BN_RECALIBRATION_BATCHES must be a whole number >= 0 (0: off), got "
+                             f"{bn_recalibration_batches!r}")
+        cfg.bn_recalibration_batches = bn_recalibration_batches
+    collisions = frontier_collisions(cfg.methods, cfg.train.epochs)
+    if collisions:
+        raise ValueError(f"EPOCHS={cfg.train.epochs} is too few for the frontier: {'; '.join(collisions)}. Use more "
+                         "epochs, or leave those points out of METHODS")
+    return cfg
+
+
 # ---- how a method trains --------------------------------------------------------------------------------------
 
 def _setting(cfg, name: str):
@@ -561,7 +578,7 @@ def choose_rule(calibrations: list[dict]) -> dict:
 
 
 __all__ = ["FRONTIER", "FRONTIER_METHODS", "SELECTION_RULES", "NON_INFERIORITY_POINTS", "Method", "parse_method",
-           "control_of", "with_controls", "check_methods", "epochs_of", "method_config", "frontier_collisions",
+           "control_of", "with_controls", "check_methods", "configure", "epochs_of", "method_config", "frontier_collisions",
            "matched_options", "make_objective", "record_fields", "interleaved_schedule", "schedule_length",
            "run_history", "run_all", "Pause", "pause_after", "frontier_points", "frontier_value",
            "compare_with_frontier", "compare_paired", "comparisons", "verdict", "describe", "verdict_lines",
