@@ -170,18 +170,24 @@ def test_a_rule_cheaper_or_dearer_than_the_frontier_says_so():
 
 
 def test_a_control_reads_its_rules_epochs_so_far(tmp_path):
-    history = [{"epoch": 1, "samples_backpropagated": 1024, "epoch_samples": 1024, "epoch_rows": 1024},
-               {"epoch": 2, "samples_backpropagated": 333, "epoch_samples": 1024, "epoch_rows": 600}]
+    history = [{"epoch": 1, "samples_backpropagated": 1024, "epoch_samples": 1024, "epoch_rows": 1024,
+                "epoch_fraction": 1.0},
+               {"epoch": 2, "samples_backpropagated": 333, "epoch_samples": 1024, "epoch_rows": 1024,
+                "epoch_fraction": 1.0},
+               # a pruned epoch (InfoBatch's): 600 of 1,024 rows made 512 samples of batches, all learned from
+               {"epoch": 3, "samples_backpropagated": 512, "epoch_samples": 512, "epoch_rows": 600,
+                "epoch_fraction": 600 / 1024}]
     folder = run_files.run_dir(tmp_path, "ast", 3)
     folder.mkdir(parents=True)
     atomic_write_json(history, folder / "history.json")
     rates = selection.matched_options(selection.parse_method("random@ast"), tmp_path, 3)["epoch_rates"]
-    assert rates == {0: 1.0, 1: pytest.approx(333 / 1024)}
+    # per sample of a full epoch's batches: random@infobatch learns from as many as InfoBatch did in that epoch
+    assert rates == {0: 1.0, 1: pytest.approx(333 / 1024), 2: pytest.approx(512 / 1024)}
     folder = run_files.run_dir(tmp_path, "infobatch", 3)
     folder.mkdir(parents=True)
     atomic_write_json(history, folder / "history.json")
     rows = selection.matched_options(selection.parse_method("random-prune@infobatch"), tmp_path, 3)["epoch_rows"]
-    assert rows == {0: 1024, 1: 600}
+    assert rows == {0: 1024, 1: 1024, 2: 600}
 
 
 def test_the_presets_rule_is_chosen_by_the_frontier_verdict_on_validation_never_on_test():

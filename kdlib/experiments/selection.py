@@ -215,7 +215,14 @@ def matched_options(method: Method, out_dir: str | Path, seed: int) -> dict:
     history = run_files.read_json(path) if path.exists() else []
     if method.rule == "random-prune":
         return {"epoch_rows": {e: int(h["epoch_rows"]) for e, h in enumerate(history)}}
-    return {"epoch_rates": {e: min(1.0, max(h["samples_backpropagated"], 1) / h["epoch_samples"])
+    # per sample of a full epoch's batches (random@infobatch: a pruned epoch iterates fewer batches), from an epoch on
+    # all rows (a warm-up one), else estimated from the pruned epoch's fraction of the rows
+    full = [h["epoch_samples"] for h in history if h["epoch_fraction"] == 1.0]
+
+    def full_epoch(h):
+        return max(full) if full else h["epoch_samples"] / h["epoch_fraction"]
+
+    return {"epoch_rates": {e: min(1.0, max(h["samples_backpropagated"], 1) / full_epoch(h))
                             for e, h in enumerate(history)}}
 
 
