@@ -228,3 +228,17 @@ def test_the_warm_up_runs_once_before_the_first_slice_that_trains(tmp_path):
 
     selection.run_all(["full", "ast"], [0], 2, train_slice, tmp_path, progress=False, warm_up=lambda: calls.append(1))
     assert calls == [1] and order[0] == ("full", 1)  # before the first slice, once
+
+
+def test_the_frontiers_clock_is_robust_to_a_slow_moment_on_one_seed():
+    def run(method, seed, seconds):
+        return {"method": method, "seed": seed, "train_seconds": sum(seconds),
+                "history": [{"epoch_seconds": x} for x in seconds]}
+
+    # seed 1's second epoch of ast met a busy machine (30 s instead of 5): the median over seeds does not move
+    runs = [run("ast", 0, [10, 5, 5]), run("ast", 1, [10, 30, 5]), run("ast", 2, [11, 5, 6]),
+            run("full", 0, [10, 10, 10]), run("full", 1, [10, 10, 10])]
+    assert selection.robust_seconds(runs) == {"ast": 10 + 5 + 5, "full": 30}
+    assert selection.run_costs(runs, "seconds")[("ast", 1)] == 20
+    # without histories (a results.json), a run keeps its total
+    assert selection.robust_seconds([{"method": "x", "seed": 0, "train_seconds": 7.0}]) == {"x": 7.0}

@@ -20,7 +20,8 @@ Every method has the same model, data, seeds and selection warm-up epochs; the m
 What the run says (``comparisons``), each difference with its 95% interval, all Holm-corrected as one family:
 1. each selective method against the **frontier at its own measured cost**: on each seed, full training's accuracy
    at the method's wall-clock, interpolated in log time between that seed's frontier points; the method's accuracy
-   minus that value. "Does it beat training less?";
+   minus that value. "Does it beat training less?" The wall-clock of a method is robust to a slow moment of the
+   machine (``robust_seconds``: per epoch the median over seeds);
 2. each rule against its control at the same budget;
 3. each rule against full training at the same epochs, as non-inferiority: "lossless" only when the interval's
    lower bound is above -``NON_INFERIORITY_POINTS`` points.
@@ -352,13 +353,37 @@ def units_of(record: dict) -> float | None:
     return compute_units(record["samples_forwarded"], record["samples_backpropagated"])
 
 
-COSTS = {"seconds": lambda r: r.get("train_seconds"), "units": units_of}
+def robust_seconds(runs: list[dict]) -> dict[str, float]:
+    """Each method's training wall-clock, robust to a slow moment of the machine that hits one seed's epoch: per
+    epoch, the median over the seeds of that epoch's measured seconds, summed over the epochs. A method's cost is
+    then its own (the same on every seed) and its accuracy each seed's. Runs without a history keep their total."""
+    out = {}
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        histories = [r.get("history") for r in mine]
+        if any(not h or any(e.get("epoch_seconds") is None for e in h) for h in histories):
+            out[method] = float(np.median([r["train_seconds"] for r in mine]))
+            continue
+        epochs = min(len(h) for h in histories)
+        out[method] = float(sum(np.median([h[e]["epoch_seconds"] for h in histories]) for e in range(epochs)))
+    return out
 
 
-def frontier_points(runs: list[dict], seed: int, metric: str = "test_accuracy", cost: str = "seconds"):
-    """The frontier on ``seed``: (cost, accuracy) of every full@F and full, sorted by cost."""
-    return sorted((COSTS[cost](r), r[metric]) for r in runs
-                  if r["seed"] == seed and parse_method(r["method"]).is_full and COSTS[cost](r))
+def run_costs(runs: list[dict], cost: str, seconds: dict | None = None) -> dict:
+    """{(method, seed): cost}: 'seconds', each method's ``robust_seconds`` (or ``seconds``, {method: s}, where
+    given: a results.json's summary); 'units', each run's own compute units (the same whatever the machine)."""
+    if cost == "units":
+        return {(r["method"], r["seed"]): units_of(r) for r in runs}
+    seconds = seconds if seconds is not None else robust_seconds(runs)
+    return {(r["method"], r["seed"]): seconds.get(r["method"], r.get("train_seconds")) for r in runs}
+
+
+def frontier_points(runs: list[dict], seed: int, metric: str = "test_accuracy", cost: str = "seconds",
+                    costs: dict | None = None):
+    """The frontier on ``seed``: (cost, accuracy) of every full@F and full, sorted by cost (``run_costs``)."""
+    costs = costs if costs is not None else run_costs(runs, cost)
+    return sorted((costs[(r["method"], seed)], r[metric]) for r in runs
+                  if r["seed"] == seed and parse_method(r["method"]).is_full and costs[(r["method"], seed)])
 
 
 def frontier_value(points, at: float) -> tuple[float, str]:
@@ -371,14 +396,17 @@ def frontier_value(points, at: float) -> tuple[float, str]:
     return float(np.interp(math.log(at), costs, accuracies)), where
 
 
-def compare_with_frontier(runs: list[dict], method: str, metric: str = "test_accuracy", cost: str = "seconds") -> dict:
-    """``method`` against full training given its own cost, seed by seed (``frontier_value``): the paired
-    differences' mean, 95% interval and p (``statistics.paired_interval``), and each seed's numbers."""
+def compare_with_frontier(runs: list[dict], method: str, metric: str = "test_accuracy", cost: str = "seconds",
+                          seconds: dict | None = None) -> dict:
+    """``method`` against full training given its own cost (``run_costs``: robust wall-clock, or compute units),
+    seed by seed (``frontier_value``): the paired differences' mean, 95% interval and p
+    (``statistics.paired_interval``), and each seed's numbers."""
+    costs = run_costs(runs, cost, seconds)
     mine = {r["seed"]: r for r in runs if r["method"] == method}
     per_seed = []
     for seed in sorted(mine):
-        points = frontier_points(runs, seed, metric, cost)
-        at = COSTS[cost](mine[seed])
+        points = frontier_points(runs, seed, metric, cost, costs)
+        at = costs[(method, seed)]
         if len(points) < 2 or not at:
             continue
         value, where = frontier_value(points, at)
@@ -520,8 +548,10 @@ def results(experiment: str, preset: str, dataset: dict, hardware: dict, runs: l
 
     res = build_results(experiment, preset, dataset, hardware, runs, config, reference="full", **extra)
     add_cost_ratios(res, runs)
+    robust = robust_seconds(runs)
     for row in res["summary"]:
         mine = [r for r in runs if r["method"] == row["method"]]
+        row["train_seconds_robust"] = robust[row["method"]]  # the frontier's clock (robust_seconds)
         steps = [r.get("optimizer_steps") for r in mine]
         row["optimizer_steps_mean"] = None if None in steps else float(np.mean(steps))
         row["epochs"] = mine[0].get("epochs")
@@ -555,7 +585,9 @@ def choose_rule(calibrations: list[dict]) -> dict:
         for method in dict.fromkeys(r["method"] for r in runs):
             if not parse_method(method).is_rule:
                 continue
-            c = compare_with_frontier(runs, method, metric="val_accuracy")
+            seconds = {row["method"]: row["train_seconds_robust"] for row in res.get("summary", [])
+                       if row.get("train_seconds_robust") is not None} or None
+            c = compare_with_frontier(runs, method, metric="val_accuracy", seconds=seconds)
             candidates.append({**candidate_key(method, config), "seeds": c["seeds"],
                                "val_gain_over_frontier": c["difference_mean"], "ci_low": c["ci_low"],
                                "ci_high": c["ci_high"], "outside": c["outside"],
@@ -588,5 +620,5 @@ __all__ = ["FRONTIER", "FRONTIER_METHODS", "SELECTION_RULES", "NON_INFERIORITY_P
            "control_of", "with_controls", "check_methods", "configure", "epochs_of", "method_config", "frontier_collisions",
            "matched_options", "make_objective", "record_fields", "interleaved_schedule", "schedule_length",
            "run_history", "run_all", "Pause", "pause_after", "frontier_points", "frontier_value",
-           "compare_with_frontier", "compare_paired", "comparisons", "verdict", "describe", "verdict_lines",
+           "compare_with_frontier", "robust_seconds", "run_costs", "compare_paired", "comparisons", "verdict", "describe", "verdict_lines",
            "results", "choose_rule"]
