@@ -343,7 +343,8 @@ def plot_frontier(results: dict, path=None):
                         mfc=colour if spec.is_rule else "white", mec=colour, ecolor=colour, ms=7, capsize=2, zorder=3,
                         label=m)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.3g}"))
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:.2g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # labelled minor ticks overprint on a short log axis
         ax.set_xlabel("training wall-clock (s, measured: per epoch the median over seeds; log scale)" if name == "wall"
                       else "compute (forward-pass units: forward 1, backward 2; log scale)")
