@@ -52,6 +52,10 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     # The run writes a notebook of its own; it replaces the last good one only once it has finished, so a
     # refused or failed rerun leaves that one as it was (and its own as <name>.failed.ipynb).
     executed, running = out / notebook.name, out / f".{notebook.stem}.running.ipynb"
+    from .runtime import BATCH_ENV
+
+    previous = os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = "1"  # the kernel inherits it: explorers draw figures, not widgets nobody can see
     try:
         papermill.execute_notebook(str(notebook), str(running), parameters=parameters, kernel_name=kernel_name,
                                    cwd=str(notebook.parent), progress_bar=False, log_output=False)
@@ -59,6 +63,11 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
         if running.exists():
             os.replace(running, failed_notebook_path(out, experiment))
         raise
+    finally:
+        if previous is None:
+            os.environ.pop(BATCH_ENV, None)
+        else:
+            os.environ[BATCH_ENV] = previous
     os.replace(running, executed)
     failed_notebook_path(out, experiment).unlink(missing_ok=True)
     return executed

@@ -30,6 +30,31 @@ def detect_platform() -> str:
     return "local"
 
 
+BATCH_ENV = "KDLIB_BATCH"  # set by ``python -m kdlib run`` for the kernels it starts
+
+
+def batch_run() -> bool:
+    """Whether this notebook runs with nobody watching: under ``python -m kdlib run`` (papermill) or as a Kaggle
+    batch run (Save & Run All, a pushed kernel). Widgets then have no frontend to draw them: explorers show a static
+    figure instead (``kdlib.widgets``), and a widget's comm messages cannot stall the run."""
+    return os.environ.get(BATCH_ENV) == "1" or os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch"
+
+
+def progress_bar(*args, **kwargs):
+    """tqdm.auto's bar where someone watches; in a batch run a plain text bar (``tqdm.std``) that redraws at most
+    every 30 seconds: no widget frozen at 0% in the saved notebook, no comm traffic with a frontend that is not
+    there."""
+    if batch_run():
+        from tqdm.std import tqdm
+
+        kwargs["mininterval"] = max(30.0, kwargs.get("mininterval", 0.0))
+        kwargs.pop("dynamic_ncols", None)
+        return tqdm(*args, ncols=100, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(*args, **kwargs)
+
+
 def input_root() -> Path:
     """The folder under which attached datasets are searched (``/kaggle/input`` unless overridden)."""
     return Path(os.environ.get(INPUT_ROOT_ENV) or KAGGLE_INPUT)

@@ -16,7 +16,6 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from . import runtime
 from .checkpoint import Checkpoints
@@ -282,7 +281,7 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
     progress = checkpoints.resume()
     resumed_from, scope = progress.start_epoch, energy_scope(device, sync)
     meter, rng = meter_for(device), runtime.RunRandomState(device)  # the training GPU's meter (None on a CPU)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=progress.steps_done(steps_per_epoch), desc=desc,
+    bar = runtime.progress_bar(total=config.epochs * steps_per_epoch, initial=progress.steps_done(steps_per_epoch), desc=desc,
                disable=not config.progress, dynamic_ncols=True, mininterval=1.0)
     for epoch in range(progress.start_epoch, config.epochs):
         # Everything random in an epoch derives from (seed, epoch): resuming reproduces it exactly.

@@ -81,8 +81,10 @@ class TemperatureExplorer:
         return widgets.VBox([widgets.HBox([digit, temp]), out])
 
 
-def temperature_explorer(teacher, data, device, n_digits: int = 100):
-    return TemperatureExplorer(teacher, data, device, n_digits).widget()
+def temperature_explorer(teacher, data, device, n_digits: int = 100, temperature: float = 4.0):
+    """The explorer's widget; in a batch run (``runtime.batch_run``), its static figure at ``temperature``."""
+    explorer = TemperatureExplorer(teacher, data, device, n_digits)
+    return explorer.figure(0, temperature) if runtime.batch_run() else explorer.widget()
 
 
 def controller_figure(stream, target: float, kp: float, ki: float, ema_factor: float):
@@ -106,7 +108,10 @@ def controller_figure(stream, target: float, kp: float, ki: float, ema_factor: f
 
 
 def controller_simulator(stream, target: float = 0.1, kp: float = 2.0, ki: float = 0.5, ema_factor: float = 0.2):
-    """Sliders for target, kp, ki and the EMA factor, replaying ``stream`` (recorded per-batch scores)."""
+    """Sliders for target, kp, ki and the EMA factor, replaying ``stream`` (recorded per-batch scores); in a batch
+    run (``runtime.batch_run``), the static figure at the given settings."""
+    if runtime.batch_run():
+        return controller_figure(stream, target, kp, ki, ema_factor)
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     from IPython.display import display

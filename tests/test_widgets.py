@@ -28,3 +28,30 @@ def test_explorer_draws_and_builds_its_widget():
     digit, temp = box.children[0].children
     temp.value = 10.0  # the observer redraws without error
     assert digit.max == 4
+
+
+def test_a_batch_run_gets_the_explorers_static_figure_not_a_widget(monkeypatch):
+    """Under `python -m kdlib run` (KDLIB_BATCH) or a Kaggle batch run nobody can move a slider: the explorer is its
+    figure at the run's settings, and no widget's comm messages can stall the run."""
+    import os
+
+    import matplotlib.figure
+    import numpy as np
+
+    from kdlib import runtime, widgets
+
+    stream = np.random.default_rng(0).random((20, 32)) * 2
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.delenv(runtime.BATCH_ENV, raising=False)
+    assert not runtime.batch_run()
+    assert not isinstance(widgets.controller_simulator(stream, 0.3), matplotlib.figure.Figure)
+    monkeypatch.setenv(runtime.BATCH_ENV, "1")
+    assert runtime.batch_run() and isinstance(widgets.controller_simulator(stream, 0.3), matplotlib.figure.Figure)
+    monkeypatch.delenv(runtime.BATCH_ENV)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    assert runtime.batch_run()
+    from tqdm.std import tqdm as text_bar
+
+    bar = runtime.progress_bar(total=3, file=open(os.devnull, "w"))
+    assert type(bar) is text_bar and bar.mininterval >= 30
+    bar.close()

@@ -305,12 +305,12 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
     ``warm_up()``: called once before the first slice that trains, so the process's one-time costs are no method's
     (``common.warm_up``). Returns the records (``methods`` order, then seeds) and the epochs this call trained
     ({method, seed, epoch, started, seconds}: seconds as the run measured them)."""
-    from tqdm.auto import tqdm
+    from ..runtime import progress_bar
 
     records, trained = {}, []
     session_start = time.time()
     schedule = interleaved_schedule(methods, seeds, epochs)
-    for method, seed, epoch in tqdm(schedule, total=schedule_length(methods, seeds, epochs),
+    for method, seed, epoch in progress_bar(schedule, total=schedule_length(methods, seeds, epochs),
                                     desc="epochs, all methods interleaved", disable=not progress):
         if (method, seed) in records:
             continue
