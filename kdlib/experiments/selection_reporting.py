@@ -344,7 +344,7 @@ def plot_frontier(results: dict, path=None):
                         label=m)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:.2g}"))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_short_number))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # labelled minor ticks overprint on a short log axis
         ax.set_xlabel("training wall-clock (s, measured: per epoch the median over seeds; log scale)" if name == "wall"
                       else "compute (forward-pass units: forward 1, backward 2; log scale)")
@@ -358,6 +358,14 @@ def plot_frontier(results: dict, path=None):
                  "(hollow: its control)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 5), 1, 1))
     return _save(fig, path)
+
+
+def _short_number(value: float, _position=None) -> str:
+    """Tick labels that stay short on a log axis: 30, 150k, 2.5M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
 
 
 KIND_COLOURS = {"frontier": "#4C72B0", "control": "#DD8452", "same-epochs": "#55A868"}
