@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from conftest import run_kdlib
-from kdlib import results_io
+from kdlib import results_io, runs
 from kdlib.__main__ import main
 from kdlib.data.mnist import load_digits_28
 from kdlib.experiments import NOTEBOOKS, mnist_kd
@@ -27,7 +27,7 @@ def test_notebook_contract(name):
 
 
 def test_bad_parameters_are_explained(tmp_path, capsys):
-    with pytest.raises(ValueError, match="demo, quick, full"):
+    with pytest.raises(ValueError, match="demo, cpu-real, quick, full"):
         mnist_kd.make_config("huge")
     with pytest.raises(ValueError, match="epochs"):
         mnist_kd.make_config("demo", student_epochs=0)
@@ -38,8 +38,8 @@ def test_bad_parameters_are_explained(tmp_path, capsys):
         main(["run", "cifar10-ast", "--out", str(tmp_path), "--teacher-epochs", "3"])
     assert "does not apply to cifar10-ast" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["run", "mnist-kd", "--out", str(tmp_path), "--preset", "cpu-real"])
-    assert "mnist-kd has the presets demo, quick, full" in capsys.readouterr().err
+        main(["run", "mnist-kd", "--out", str(tmp_path), "--preset", "huge"])
+    assert "mnist-kd has the presets demo, cpu-real, quick, full" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "mnist-kd", "--out", str(tmp_path), "--methods", "full"])
     assert "--methods does not apply to mnist-kd" in capsys.readouterr().err
@@ -69,22 +69,52 @@ def test_demo_notebook_end_to_end(tmp_path):
     assert "digits" in results["dataset"]["name"] and "not MNIST" in results["dataset"]["name"]
     ablation = ["hpmkd-no-" + c for c in ("progressive", "meta-temperature", "multi-teacher", "config-manager",
                                           "parallel", "cache")]
-    assert [s["method"] for s in results["summary"]] == ["teacher", "direct", "kd", "hpmkd", *ablation]
+    students = ["direct", "kd", "kd-tuned", "kd@hpmkd-cost", "hpmkd", *ablation]
+    assert [s["method"] for s in results["summary"]] == ["teacher", *students]
+    assert all(s["seeds"] == [0, 1] for s in results["summary"] if s["method"] != "teacher")  # every row, both seeds
     # the demo's budgets keep KD meaningful: its teacher beats the directly trained student on validation
     val = {(r["method"], r["seed"]): r["val_accuracy"] for r in results["runs"]}
-    direct = [v for (m, _), v in val.items() if m == "direct"]
-    assert val[("teacher", 0)] > max(direct), val
+    assert val[("teacher", 0)] > max(v for (m, _), v in val.items() if m == "direct"), val
     kd = next(s for s in results["summary"] if s["method"] == "kd")
-    assert kd["n_seeds"] == 2 and kd["compression"] > 35
-    hpmkd = next(s for s in results["summary"] if s["method"] == "hpmkd")
-    assert hpmkd["n_seeds"] == 2 and 0 <= hpmkd["p_value_vs_kd"] <= 1
-    assert all(s["n_seeds"] == 1 for s in results["summary"] if s["method"] in ablation)  # the demo ablates seed 0
+    assert kd["compression"] > 35
     assert all(r["test_accuracy"] > 0.5 for r in results["runs"])  # everything learned something
-    plan = results["hpmkd"]["plan"]
+
+    # HPM-KD's cost counts its plan; kd@hpmkd-cost trains for that many student epochs
+    plan, costs = results["hpmkd"]["plan"], {c["method"]: c for c in results["costs"]}
     assert len(plan["probes"]) == 4 and plan["probe_epochs_used"] <= plan["probe_budget_epochs"]
     assert [c["assistants"] for c in plan["chain_candidates"]][:1] == [0]
     assert [c["method"] for c in results["hpmkd"]["costs"]] == ["hpmkd", *ablation]
-    assert [c["method"] for c in results["comparisons"]] == ["kd", "hpmkd"]
+    hpmkd_cost = costs["hpmkd"]
+    assert hpmkd_cost["planning_seconds"] == plan["planning"]["seconds"] > 0
+    assert hpmkd_cost["total_seconds"] == hpmkd_cost["planning_seconds"] + hpmkd_cost["student_seconds"]
+    assert hpmkd_cost["student_epochs"]["planning"] == plan["planning"]["student_epochs"]["total"] > 0
+    epochs = {r["method"]: r["epochs"] for r in results["runs"]}
+    assert epochs["kd@hpmkd-cost"] == round(hpmkd_cost["student_epochs"]["total"]) > epochs["kd"]
+    assert costs["kd-tuned"]["planning_seconds"] == plan["planning"]["search_seconds"]  # the same search
+    tuned = json.loads(runs.record_path(out, "kd-tuned", 0).read_text())
+    assert (tuned["identity"]["objective"]["temperature"], tuned["identity"]["objective"]["alpha"]) == (
+        plan["temperature"], plan["alpha"])
+
+    # every comparison with HPM-KD carries its interval and its Holm-corrected p; a missing p means no spread
+    differences = {}
+    for c in results["comparisons"] + results["ablation"]:
+        assert {"difference_mean", "ci_low", "ci_high", "p_value_holm"} <= set(c)
+        acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+        differences[c["method"], c["baseline"]] = {acc[c["method"], s] - acc[c["baseline"], s] for s in (0, 1)}
+        assert c["p_value"] is not None or len(differences[c["method"], c["baseline"]]) == 1
+    assert [(c["method"], c["baseline"]) for c in results["comparisons"]] == [
+        ("kd", "direct"), ("hpmkd", "kd-tuned"), ("hpmkd", "kd"), ("hpmkd", "kd@hpmkd-cost")]
+    assert [(c["method"], c["baseline"]) for c in results["ablation"]] == [(m, "hpmkd") for m in ablation]
+    # a row whose component had nothing to do computed what hpmkd computed: the same predictions on every seed
+    def predictions(method, seed):
+        return json.loads(runs.record_path(out, method, seed).read_text())["test_predictions"]
+
+    for row in results["ablation"]:
+        assert row["counted"] == (row["nothing_to_do"] is None)
+        if not row["counted"]:
+            assert all(predictions(row["method"], s) == predictions("hpmkd", s) for s in (0, 1)), row
+    assert {r["component"] for r in results["ablation"] if not r["counted"]} >= {"parallel", "cache"}
+    assert [m["baseline"] for m in results["mcnemar"]] == ["kd-tuned", "kd"]
     assert len(results["mcnemar"][0]["per_seed"]) == 2
     for figure in ("samples", "accuracy", "retention", "val_accuracy", "confusion_teacher", "confusion_kd",
                    "hpmkd_traces"):
@@ -110,9 +140,8 @@ def test_notebook_on_mnist_files_with_augmentation(tmp_path):
     assert results["dataset"]["name"] == "MNIST (idx)"
     assert (results["dataset"]["n_train"], results["dataset"]["n_val"], results["dataset"]["n_test"]) == (270, 30, 60)
     assert results["config"]["student"]["augment_shift"] == 2.0
-    assert {(r["method"], r["seed"]) for r in results["runs"]} == {
-        ("teacher", 0), ("direct", 0), ("direct", 1), ("kd", 0), ("kd", 1), ("hpmkd", 0), ("hpmkd", 1),
-        ("hpmkd-no-multi-teacher", 0), ("hpmkd-no-multi-teacher", 1)}
+    assert {(r["method"], r["seed"]) for r in results["runs"]} == {("teacher", 0)} | {
+        (m, s) for m in ("direct", "kd", "kd-tuned", "kd@hpmkd-cost", "hpmkd", "hpmkd-no-multi-teacher") for s in (0, 1)}
 
 
 @pytest.mark.notebook

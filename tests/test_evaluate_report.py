@@ -6,7 +6,6 @@ import pytest
 
 from kdlib import plots, results_io, statistics
 from kdlib.evaluate import confusion_matrix, mean_std, per_class_accuracy
-from kdlib.experiments import hpmkd_reporting
 
 
 def test_confusion_and_per_class_hand_case():
@@ -107,7 +106,7 @@ def test_mcnemar_by_seed_pairs_the_predictions_the_records_carry():
     assert "1 of 2 seed(s)" in got["text"]
 
 
-def test_p_values_against_kd_and_the_ablation_table():
+def test_p_values_against_kd():
     runs = [{"method": m, "seed": s, "test_accuracy": a} for m, s, a in (
         ("kd", 0, 0.90), ("kd", 1, 0.92), ("kd", 2, 0.91),
         ("hpmkd", 0, 0.93), ("hpmkd", 1, 0.94), ("hpmkd", 2, 0.95),
@@ -121,26 +120,6 @@ def test_p_values_against_kd_and_the_ablation_table():
     assert results["summary"][2]["p_value_vs_kd"] is None  # one seed: no paired test
     comparison = statistics.compare_methods(results, "hpmkd", "kd")
     assert comparison["wilcoxon_p"] == pytest.approx(0.25)  # 3 positive differences: 2 * (1/2)^3
-    costs = [{"method": "hpmkd", "seeds": [0, 1, 2], "wall_seconds": 3.0},
-             {"method": "hpmkd-no-cache", "seeds": [0], "wall_seconds": 2.0, "plan": {"text": "not re-planned"}}]
-    table = hpmkd_reporting.ablation_frame(runs, costs)
-    assert list(table["method"]) == ["hpmkd", "hpmkd-no-cache", "kd"]
-    assert list(table["plan"]) == ["", "not re-planned", ""]  # each variant says whether it was re-planned
-    assert list(table["seeds"]) == [1, 1, 1]  # everything on the ablation's seed
-    assert table.iloc[1]["vs hpmkd (points)"] == "+0.00" and table.iloc[2]["vs hpmkd (points)"] == "-3.00"
-    assert "same predictions as hpmkd" not in table  # the records carry no predictions
-    predicted = {("hpmkd", 0): [0, 1, 2], ("hpmkd-no-cache", 0): [0, 1, 2], ("kd", 0): [0, 1, 1]}
-    with_predictions = [dict(r, test_predictions=predicted.get((r["method"], r["seed"]), [9, 9, 9])) for r in runs]
-    same = hpmkd_reporting.ablation_frame(with_predictions, costs)["same predictions as hpmkd"]
-    assert list(same) == ["", True, False]
-    # the ablation on all three seeds: two tests against kd in the table, so Holm doubles the smaller p
-    full_ablation = runs + [{"method": "hpmkd-no-cache", "seed": s, "test_accuracy": a} for s, a in ((1, 0.95), (2, 0.97))]
-    costs[1]["seeds"] = [0, 1, 2]
-    table = hpmkd_reporting.ablation_frame(full_ablation, costs)
-    p_hpmkd, p_no_cache = expected, ttest_rel([0.93, 0.95, 0.97], [0.90, 0.92, 0.91]).pvalue
-    assert p_hpmkd < p_no_cache < 2 * p_hpmkd
-    assert list(table["p vs kd"]) == [f"{p_hpmkd:.3g}", f"{p_no_cache:.3g}", "n/a"]
-    assert list(table["Holm p vs kd"]) == [f"{2 * p_hpmkd:.3g}"] * 2 + ["n/a"]
 
 
 def test_per_epoch_speedup_compares_energy_per_epoch_too():

@@ -46,6 +46,7 @@ class HPMKDSettings:
     chain_epsilon: float = 0.002  # stop adding assistants when the relative validation gain is below this
     chain_probe_epochs: int = 2  # budget of the student runs that score each chain length
     assistant_epochs: int | None = None  # None: the student's budget
+    assistant_fraction: float = 1.0  # share of the training split the assistants train on (seeded, the same share each time)
     student_sees_teacher: bool = True  # the final student also learns from the original teacher
     # multi_teacher
     tau: float = 1.0  # entropy regulariser strength of the teacher weights
@@ -60,11 +61,17 @@ class HPMKDSettings:
     alphas: tuple = (0.5, 0.7, 0.9)
     probe_epochs: int = 2
     probe_budget_epochs: int = 24  # the grid is refused if it needs more probe epochs than this
+    # share of the training split the (T, alpha) probes and the chain's scoring students train on: on a CPU a probe
+    # of a whole epoch of 55,000 images costs as much as the student it informs
+    probe_fraction: float = 1.0
 
     def __post_init__(self):
         unknown = set(self.components) - set(COMPONENTS)
         if unknown:
             raise ValueError(f"unknown HPM-KD component(s) {sorted(unknown)}; the components are {', '.join(COMPONENTS)}")
+        for name in ("probe_fraction", "assistant_fraction"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         self.components = {c: bool(self.components.get(c, True)) for c in COMPONENTS}
 
     def on(self, component: str) -> bool:

@@ -1,61 +1,121 @@
-"""HPM-KD's own tables and figures: the ablation table and the traces of the meta-temperature and the
-multi-teacher weights."""
+"""HPM-KD's own tables and figures: the comparisons, the ablation and the cost tables, and the traces of the
+meta-temperature and the multi-teacher weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..evaluate import mean_std
 from ..plots import pyplot, save_figure
-from ..statistics import compare_methods, holm
 
 
-def ablation_frame(runs: list[dict], costs: list[dict], reference: str = "hpmkd", baseline: str = "kd") -> pd.DataFrame:
-    """One row per HPM-KD variant and the baseline, each on the seeds the variant ran: test accuracy
-    (mean ± sample std), the difference to ``reference`` on those same seeds, the paired t-test p-value
-    against ``baseline`` (raw, and Holm-adjusted across the table's rows), the wall-clock of training the
-    variant's group of seeds, the plan its students used (re-planned without the component, or not, and why)
-    and, when every run record carries its test predictions, whether the variant's
-    equal the reference's on every seed (a removed component that had nothing to act on, or one that changes
-    only cost)."""
-    acc = {(r["method"], r["seed"]): r["test_accuracy"] for r in runs}
-    predictions = {(r["method"], r["seed"]): r["test_predictions"] for r in runs if "test_predictions" in r}
-    same_column = set(predictions) == set(acc)
-    wall = {c["method"]: c["wall_seconds"] for c in costs}
-    plans = {c["method"]: c["plan"]["text"] for c in costs if "plan" in c}
-    rows, p_values = [], []
-    for method in [reference, *[c["method"] for c in costs if c["method"] != reference], baseline]:
-        seeds = sorted(s for m, s in acc if m == method)
-        if method in (reference, baseline):  # shown on the ablation's seeds
-            ablation_seeds = sorted({s for c in costs if c["method"] != reference for s in c["seeds"]}) or seeds
-            seeds = [s for s in seeds if s in ablation_seeds]
-        values = [acc[(method, s)] for s in seeds]
-        mean, std = mean_std(values)
-        delta = [acc[(method, s)] - acc[(reference, s)] for s in seeds if (reference, s) in acc]
-        p = None
-        if method != baseline:
-            try:
-                p = compare_methods({"runs": [r for r in runs if r["seed"] in seeds]}, method, baseline)["p_value"]
-            except ValueError:
-                p = None
-        p_values.append(p)
-        rows.append({
+def _points(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:+.2f}"
+
+
+def _difference(c: dict) -> str:
+    """'+0.12 [-0.05, +0.29]': the mean paired difference in points with its 95% interval."""
+    text = _points(c["difference_mean"])
+    return text + (f" [{_points(c['ci_low'])}, {_points(c['ci_high'])}]" if c.get("ci_low") is not None else "")
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3g}"
+
+
+def comparisons_frame(comparisons: list[dict]) -> pd.DataFrame:
+    """One row per comparison (``mnist_kd.results``' ``comparisons``): the mean paired difference over the seeds both
+    ran, in points, with its 95% t-interval, the paired t-test's p and the Holm-corrected p of its family."""
+    return pd.DataFrame([{
+        "comparison": f"{c['method']} - {c['baseline']}",
+        "family": c.get("family", ""),
+        "seeds": len(c["seeds"]),
+        "difference (points) [95% CI]": _difference(c),
+        "p": _p(c["p_value"]),
+        "Holm p": _p(c["p_value_holm"]) + (f" (of {c['holm_family_size']})" if c.get("holm_family_size") else ""),
+    } for c in comparisons])
+
+
+def ablation_frame(results: dict, records: list[dict] | None = None, reference: str = "hpmkd") -> pd.DataFrame:
+    """One row per HPM-KD variant (``results["ablation"]``) on the seeds it shares with ``reference``: test accuracy
+    (mean ± sample std), the paired difference to ``reference`` with its 95% interval, p (raw, and Holm-corrected over
+    the rows that count), whether the row counts as a finding (or what its component had nothing to do with), the
+    plan its students used, its planning and training wall-clock and, given the run ``records`` with their test
+    predictions, whether its predictions equal the reference's on every seed (a component with nothing to act on, or
+    one that changes only cost)."""
+    summary = {s["method"]: s for s in results["summary"]}
+    costs = {c["method"]: c for c in results.get("costs", [])}
+    predictions = {(r["method"], r["seed"]): r["test_predictions"] for r in records or [] if "test_predictions" in r}
+    rows = []
+    for c in [{"method": reference, "seeds": summary[reference]["seeds"]}, *results["ablation"]]:
+        method, s, cost = c["method"], summary[c["method"]], costs.get(c["method"], {})
+        std = s["test_accuracy_std"]
+        row = {
             "method": method,
-            "seeds": len(seeds),
-            "test acc (%)": f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None else ""),
-            f"vs {reference} (points)": f"{100 * float(np.mean(delta)):+.2f}" if delta and method != reference else "",
-            f"p vs {baseline}": f"{p:.3g}" if p is not None else "n/a",
-            f"Holm p vs {baseline}": "",
-            "group wall-clock (s)": f"{wall[method]:.1f}" if method in wall else "",
-            "plan": plans.get(method, ""),
-        })
-        if same_column:
-            rows[-1][f"same predictions as {reference}"] = "" if method == reference else all(
-                np.array_equal(predictions[(method, s)], predictions[(reference, s)]) for s in seeds)
-    for row, p in zip(rows, holm(p_values)):
-        row[f"Holm p vs {baseline}"] = f"{p:.3g}" if p is not None else "n/a"
+            "seeds": len(c["seeds"]),
+            "test acc (%)": f"{100 * s['test_accuracy_mean']:.2f}" + (f" ± {100 * std:.2f}" if std is not None else ""),
+            f"vs {reference} (points) [95% CI]": _difference(c) if method != reference else "",
+            "p": _p(c.get("p_value")) if method != reference else "",
+            "Holm p": _p(c.get("p_value_holm")) if method != reference else "",
+            "counted": "" if method == reference else "yes" if c["counted"] else f"no: {c['nothing_to_do']}",
+            "plan": cost.get("plan", {}).get("text", ""),
+            "planning (s)": f"{cost['planning_seconds']:.1f}" if "planning_seconds" in cost else "",
+            "students (s)": f"{cost['student_seconds']:.1f}" if "student_seconds" in cost else "",
+        }
+        if predictions:
+            row[f"same predictions as {reference}"] = "" if method == reference else all(
+                np.array_equal(predictions[(method, seed)], predictions[(reference, seed)]) for seed in c["seeds"])
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cost_frame(costs: list[dict]) -> pd.DataFrame:
+    """What each method cost per student in student-epoch equivalents (an epoch of the student on the whole training
+    split is 1), its planning's share, and the wall-clock of planning, of training every seed, and of both."""
+    return pd.DataFrame([{
+        "method": c["method"],
+        "seeds": len(c["seeds"]),
+        "planning (student epochs)": f"{c['student_epochs']['planning']:.2f}",
+        "training (student epochs)": f"{c['student_epochs']['training']:g}",
+        "total per student (student epochs)": f"{c['student_epochs']['total']:.2f}",
+        "planning (s)": f"{c['planning_seconds']:.1f}",
+        "training, all seeds (s)": f"{c['student_seconds']:.1f}" + (" (in parallel)" if c.get("parallel") else ""),
+        "total (s)": f"{c['total_seconds']:.1f}",
+    } for c in costs])
+
+
+def findings(results: dict) -> list[str]:
+    """What the run found, in sentences generated from its numbers: HPM-KD against KD given the same search, plain KD
+    and KD given HPM-KD's compute (each comparison's own sentence, judged by its Holm-corrected p), what each cost per
+    student, and which ablation rows count as findings and which had nothing to do."""
+    costs = {c["method"]: c for c in results.get("costs", [])}
+    lines = [c["text"] for c in results["comparisons"]]
+
+    def spent(method: str) -> str:
+        e = costs[method]["student_epochs"]
+        return f"{method} {e['total']:.2f} ({e['planning']:.2f} planning + {e['training']:g} training)"
+
+    present = [m for m in ("hpmkd", "kd-tuned", "kd", "kd@hpmkd-cost") if m in costs]
+    if present:
+        lines.append("Compute per student, in student-epoch equivalents: " + "; ".join(spent(m) for m in present) + ".")
+    if "hpmkd" in costs:
+        c = costs["hpmkd"]
+        lines.append(f"HPM-KD's wall-clock: {c['planning_seconds']:.0f} s planning + {c['student_seconds']:.0f} s "
+                     f"training its {len(c['seeds'])} students = {c['total_seconds']:.0f} s.")
+    plan = results.get("hpmkd", {}).get("plan", {})
+    if plan.get("chain_candidates"):
+        lines.append(f"The chain kept {plan['assistants']} assistant(s): on validation, " + ", ".join(
+            f"{c['assistants']} assistant(s) {100 * c['val_accuracy']:.2f}%" for c in plan["chain_candidates"])
+            + f" (one more is kept only if it gains at least {plan['chain_epsilon']:g} relatively).")
+    counted = [a for a in results.get("ablation", []) if a["counted"]]
+    idle = [a for a in results.get("ablation", []) if not a["counted"]]
+    if counted:
+        lines.append("Ablation rows that count (their component acted in this run): "
+                     + "; ".join(a["text"] for a in counted))
+    if idle:
+        lines.append("Ablation rows that are not findings: " + "; ".join(
+            f"{a['method']} ({a['nothing_to_do']})" for a in idle) + ".")
+    return lines
 
 
 def plot_hpmkd_traces(runs: list[dict], path=None):
