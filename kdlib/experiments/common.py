@@ -86,6 +86,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "per_class_accuracy": per_class_accuracy(cm).tolist(),
         "confusion_matrix": cm.tolist(),
         "test_predictions": predictions.tolist(),
+        "test_labels": labels.tolist(),
         "history": result.history,
         "identity": identity,
     }

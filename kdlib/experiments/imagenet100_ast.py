@@ -281,8 +281,10 @@ def _fit_on_rank(rank: int, world_size: int, method: str, cfg: ImageNetASTConfig
 
 def _evaluate(model, result: FitResult, test_loader, device, config: TrainConfig, origin: str, world_size: int) -> dict:
     logits, labels = predict_logits(model, test_loader, runtime.select_precision(device, config.amp))
-    return {"result": dataclasses.asdict(result), "test_top1": _top_k(logits, labels, 1),
-            "test_top5": _top_k(logits, labels, 5), "test_predictions": logits.argmax(1).tolist(),
+    predictions = logits.argmax(1)  # top-1 from the predictions kept, so the record can be checked against them
+    return {"result": dataclasses.asdict(result), "test_top1": (predictions == labels).float().mean().item(),
+            "test_top5": _top_k(logits, labels, 5), "test_predictions": predictions.tolist(),
+            "test_labels": labels.tolist(),
             "params": count_parameters(model), "weights": origin, "world_size": world_size}
 
 
@@ -323,7 +325,8 @@ def train_method(method: str, cfg: ImageNetASTConfig, data: StoreData, out_dir: 
         "val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch + 1,
         "train_seconds": result.train_seconds, "epochs": len(result.history),
         "samples_backpropagated": result.samples_backpropagated, "samples_forwarded": result.samples_forwarded,
-        "energy_joules": result.energy_joules, "test_predictions": out["test_predictions"], "history": result.history,
+        "energy_joules": result.energy_joules, "test_predictions": out["test_predictions"], "test_labels": out["test_labels"],
+        "history": result.history,
         "identity": identity,
     }
     runs.write_record(out_dir, record)
