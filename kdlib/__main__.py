@@ -176,21 +176,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from papermill.exceptions import PapermillExecutionError
 
+    folder = _identity_of(args.out)
     try:
         executed = run_notebook(args.experiment, args.preset, args.out, args.data, seeds=args.seeds, device=args.device,
                                 **{name: getattr(args, name) for name in per_experiment})
-    except PapermillExecutionError as exc:
-        print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-              f"the partly executed notebook is {failed_notebook_path(args.out, args.experiment)}; results computed "
-              f"so far stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: {exc}; results computed so far stay in {args.out / 'runs'}.", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        if _identity_of(args.out) != folder:  # whatever failed first (papermill's save, a kdlib write), this is why
+            print(f"error: --out {args.out} was deleted or replaced during the run: the run stopped there, and what the "
+                  "folder held is lost. Run again to start over.", file=sys.stderr)
+            return 1
+        if not isinstance(exc, (PapermillExecutionError, OSError)):
+            raise
+        return _report_failure(exc, args)
     results = json.loads((args.out / "results.json").read_text())
     print((args.out / "results.txt").read_text())
     print(f"executed notebook: {executed}\nresults: {args.out / 'results.json'} ({len(results['runs'])} runs)")
     return 0
+
+
+def _identity_of(folder: Path) -> tuple | None:
+    """(device, inode) of ``folder``, None when it is gone: a folder replaced by another of the same name differs."""
+    try:
+        stat = folder.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _report_failure(exc: Exception, args) -> int:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+              f"the partly executed notebook is {failed_notebook_path(args.out, args.experiment)}; results computed "
+              f"so far stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
+        return 1
+    print(f"error: {exc}; results computed so far stay in {args.out / 'runs'}.", file=sys.stderr)
+    return 1
 
 
 def kaggle_main(args) -> int:

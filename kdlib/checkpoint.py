@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .fileio import atomic_save, atomic_write_json
+from .fileio import atomic_save, atomic_write_json, check_kept
 
 # Fields that may change between an interrupted run and its resumption without changing the result.
 RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
@@ -124,6 +124,8 @@ class Checkpoints:
 
     def resume(self) -> Progress:
         """Load ``last.pt`` if there is one (after checking it fits this run) and say where training goes on."""
+        if self.last_path is not None:
+            check_kept(self.last_path)  # written earlier in this session and gone: the folder vanished mid-run
         if self.last_path is None or not self.last_path.exists():
             self._progress = Progress()
             return self._progress

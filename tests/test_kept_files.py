@@ -133,3 +133,55 @@ def test_the_summary_is_not_built_from_a_record_its_predictions_contradict(tmp_p
     record = {**record, "test_accuracy": 1.0 if record["test_accuracy"] < 0.99 else 0.5}
     with pytest.raises(runs.DamagedRunError, match=r"runs/direct-seed0/record\.json contradicts.*test_accuracy"):
         results_io.build_results("x", "demo", {}, {}, [record])
+
+
+# ---- an out folder that vanishes mid-run stops the run ------------------------------------------------------
+
+def _claimed_out(tmp_path):
+    from kdlib.experiments.common import prepare_out_dir
+
+    return prepare_out_dir(tmp_path / "out", "cifar10-ast")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_an_out_folder_gone_during_a_run_stops_it(tmp_path, how):
+    from kdlib.fileio import FolderVanishedError
+
+    out = _claimed_out(tmp_path)
+
+    def vanish(epoch, record):
+        if epoch == 0:
+            shutil.rmtree(out) if how == "deleted" else out.rename(tmp_path / "elsewhere")
+            if how == "replaced":
+                out.mkdir()
+
+    with pytest.raises(FolderVanishedError, match=rf"out folder {out} was deleted or replaced.*Stopped here"):
+        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(vanish,))
+    assert not (out / "runs").exists()  # nothing was recreated
+
+
+def test_a_paused_run_whose_folder_vanished_is_not_trained_again_from_scratch(tmp_path):
+    """The interleaved shoot-out pauses each run after an epoch and resumes it at its next turn."""
+    from kdlib.fileio import FolderVanishedError
+
+    out = _claimed_out(tmp_path)
+
+    class Pause(Exception):
+        pass
+
+    def pause(epoch, record):
+        raise Pause
+
+    with pytest.raises(Pause):
+        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(pause,))
+    shutil.rmtree(runs.run_dir(out, "direct", 0))  # only the run's own folder
+    with pytest.raises(FolderVanishedError, match=r"last\.pt, written by this run, is gone"):
+        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU)
+
+
+def test_a_folder_claimed_again_starts_over(tmp_path):
+    out = _claimed_out(tmp_path)
+    _train(out, tiny_splits())
+    shutil.rmtree(out)  # deleted between two runs, as the error messages advise
+    out = _claimed_out(tmp_path)
+    assert _train(out, tiny_splits())["test_accuracy"] >= 0

@@ -13,13 +13,14 @@ from ..data.splits import ImageSplits
 from ..evaluate import confusion_matrix, loss_and_accuracy, per_class_accuracy, predict_logits
 from ..models import count_parameters, create_model
 from ..objective import Objective
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, claim_folder
 from ..train import FitResult, TrainConfig, fit
 
 
 def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
     out = Path(out_dir) if out_dir else runtime.default_out_dir(experiment)
     out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out)  # a folder deleted or replaced mid-run then stops the run (fileio.FolderVanishedError)
     (out / "figures").mkdir(exist_ok=True)
     if runtime.detect_platform() == "kaggle":  # a new version starts empty: continue the previous version's runs
         from ..sessions import restore_previous_output
