@@ -68,6 +68,21 @@ def failed_notebook_path(out: Path, experiment: str) -> Path:
     return out / (Path(NOTEBOOKS[experiment]).stem + ".failed.ipynb")
 
 
+def check_parameters(args, options) -> str | None:
+    """Why the notebook would refuse these parameters (one line), or None: the experiment's own ``make_config`` and
+    ``runtime.select_device`` check them, here before a kernel starts, there in the notebook's first cell."""
+    from . import runtime
+
+    try:
+        experiment_module(args.experiment).make_config(args.preset, seeds=args.seeds, progress=False,
+                                                       **{name: getattr(args, name) for name in options})
+        if args.device is not None:
+            runtime.select_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        return str(exc)
+    return None
+
+
 def check_out_dir(out: Path) -> str | None:
     """Why ``--out`` cannot hold a run (in one line), or None when it can."""
     if out.exists() and not out.is_dir():
@@ -170,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
             experiment_module(args.experiment).check_methods(args.methods)
         except ValueError as exc:
             parser.error(f"--methods {' '.join(args.methods)}: {exc}")
+    if args.ablate is not None and "none" in args.ablate:
+        if args.ablate != ["none"]:
+            parser.error(f"--ablate {' '.join(args.ablate)}: 'none' means no ablation, so it stands alone")
+        args.ablate = []
+    problem = check_parameters(args, per_experiment)
+    if problem:
+        parser.error(problem)
     problem = check_out_dir(args.out)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
