@@ -34,10 +34,12 @@ def decode_resized(path: str, size: int) -> np.ndarray | None:
     """``size`` x ``size`` x 3 uint8: shorter side resized to ``size``, centre crop. None if unreadable."""
     from PIL import Image
 
+    from .pixels import to_rgb
+
     try:
         with Image.open(path) as image:
             image.draft("RGB", (size, size))  # JPEG: decode at the smallest DCT scale still >= size
-            image = image.convert("RGB")
+            image = to_rgb(image)  # 16-bit scaled, not clipped
             w, h = image.size
             scale = size / min(w, h)
             nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
