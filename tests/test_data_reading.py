@@ -56,3 +56,61 @@ def test_pixels_beyond_16_bits_are_refused_not_guessed():
 
     with pytest.raises(UnsupportedPixelsError, match="beyond 16 bits"):
         to_rgb(Image.fromarray(np.full((4, 4), 70_000, np.int32)))
+
+
+# ---- class folders: train/ against test/ and the manifest ----------------------------------------------------
+
+def test_a_class_missing_from_train_is_named(tmp_path, input_root):
+    import shutil
+
+    root = write_cifar_tree(tmp_path / "cifar", per_class=2)
+    shutil.rmtree(root / "train" / "truck")
+    with pytest.raises(DataNotFoundError, match=r"no complete copy of CIFAR-10 in .*\(.*train has no folder for the "
+                                                r"CIFAR-10 class\(es\) truck\)"):
+        load_cifar10(root, download=False)
+    shutil.copytree(root, input_root / "cifar10-pngs")  # found by the search, not named: the same reason
+    with pytest.raises(DataNotFoundError, match=r"class\(es\) truck"):
+        cifar10_source(download=False)
+
+
+def test_a_class_missing_from_test_is_named_not_taken_for_no_test_folder(tmp_path):
+    import shutil
+
+    root = write_cifar_tree(tmp_path, per_class=3, test_per_class=1)
+    shutil.rmtree(root / "test" / "cat")
+    with pytest.raises(CorruptDataError, match=r"test has no folder for the CIFAR-10 class\(es\) cat.*remove test/"):
+        cifar10_source(root, download=False)
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    root = write_cifar_tree(tmp_path, per_class=3, test_per_class=1)
+    for image in (root / "train" / "bird").iterdir():
+        image.unlink()
+    with pytest.raises(CorruptDataError, match=r"train: the class folder\(s\) bird hold no"):
+        load_cifar10(root, download=False)
+
+
+def test_an_eleventh_class_folder_is_noted_not_dropped_silently(tmp_path):
+    import shutil
+
+    root = write_cifar_tree(tmp_path, per_class=3, test_per_class=1)
+    shutil.copytree(root / "train" / "cat", root / "train" / "tiger")
+    data = load_cifar10(root, download=False)
+    assert "train/ holds folder(s) that are not CIFAR-10 classes, not used: tiger" in data.notes
+    assert data.num_classes == 10
+
+
+def test_an_unlabelled_test_folder_is_said_and_a_test_split_carved(tmp_path):
+    root = write_cifar_tree(tmp_path, per_class=6, test_per_class=None)
+    (root / "test").mkdir()
+    Image.new("RGB", (32, 32)).save(root / "test" / "1.png")
+    data = load_cifar10(root, download=False)
+    assert any("test/ holds no CIFAR-10 class folders (unlabelled images?)" in n for n in data.notes)
+    assert any("no labelled test/ folder" in n for n in data.notes)
+
+
+def test_partial_pickles_name_the_missing_batch(tmp_path):
+    folder = write_cifar_batches(tmp_path)
+    (folder / "data_batch_4").unlink()
+    with pytest.raises(DataNotFoundError, match=r"cifar-10-batches-py lacks data_batch_4"):
+        load_cifar10(tmp_path, download=False)
