@@ -114,3 +114,97 @@ def test_partial_pickles_name_the_missing_batch(tmp_path):
     (folder / "data_batch_4").unlink()
     with pytest.raises(DataNotFoundError, match=r"cifar-10-batches-py lacks data_batch_4"):
         load_cifar10(tmp_path, download=False)
+
+
+# ---- labels are integers in range ---------------------------------------------------------------------------
+
+def _rewrite_batch(folder, name, **changes):
+    path = folder / name
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="bytes")
+    entry.update({k.encode(): v for k, v in changes.items()})
+    path.write_bytes(pickle.dumps(entry, protocol=2))
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0.5] * 20, r"labels must be integers 0-9; found float64 values such as 0\.5"),
+    ([True] * 20, r"labels must be integers 0-9; found bool values such as True"),
+    (["1"] * 20, r"labels must be integers 0-9; found str\d* values such as '1'"),
+    ([10] + [0] * 19, r"label 10 is out of range 0-9"),
+    ([-1] + [0] * 19, r"label -1 is out of range 0-9"),
+])
+def test_cifar_labels_must_be_integers_in_range(tmp_path, labels, message):
+    folder = write_cifar_batches(tmp_path, per_batch=20)
+    _rewrite_batch(folder, "data_batch_2", labels=labels)
+    with pytest.raises(CorruptDataError, match=rf"data_batch_2: {message}"):
+        load_cifar10(tmp_path, download=False, verify_md5=False)
+
+
+def test_mnist_labels_out_of_range_are_named(tmp_path):
+    from conftest import idx_bytes
+    from kdlib.data.mnist import load_mnist
+
+    paths = write_idx_dataset(tmp_path, n_train=30, n_test=10)
+    paths["test_labels"].write_bytes(idx_bytes(np.array([12] + [0] * 9, np.uint8)))
+    with pytest.raises(CorruptDataError, match=r"t10k-labels-idx1-ubyte: label 12 is out of range 0-9"):
+        load_mnist(tmp_path, download=False)
+
+
+# ---- gzip is told by its content ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["gzip without .gz", ".gz not gzipped"])
+def test_gzip_is_recognised_by_its_content_not_its_name(tmp_path, case):
+    from kdlib.data.mnist import load_mnist
+
+    if case == "gzip without .gz":
+        paths = write_idx_dataset(tmp_path, n_train=30, n_test=10, names=HOJJATK_NAMES)
+        for path in paths.values():
+            path.write_bytes(gzip.compress(path.read_bytes()))
+    else:
+        paths = write_idx_dataset(tmp_path, n_train=30, n_test=10, gz=True)
+        for path in paths.values():
+            path.write_bytes(gzip.decompress(path.read_bytes()))
+    data = load_mnist(tmp_path, download=False)
+    assert len(data.train_y) + len(data.val_y) == 30 and len(data.test_y) == 10
+
+
+def test_a_truncated_gzip_is_named_as_gzip(tmp_path):
+    from kdlib.data.mnist import load_mnist
+
+    paths = write_idx_dataset(tmp_path, n_train=30, n_test=10, names=HOJJATK_NAMES)
+    path = paths["train_images"]
+    path.write_bytes(gzip.compress(path.read_bytes())[:100])
+    with pytest.raises(CorruptDataError, match=r"train-images\.idx3-ubyte: cannot be read as gzip"):
+        load_mnist(tmp_path, download=False)
+
+
+# ---- the pickle check goes by what a pickle builds ----------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_every_pickle_protocol_holding_only_arrays_is_read(tmp_path, protocol):
+    folder = write_cifar_batches(tmp_path, per_batch=20)
+    for path in folder.glob("*_batch*"):
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="bytes")
+        path.write_bytes(pickle.dumps(entry, protocol=protocol))
+    data = load_cifar10(tmp_path, download=False, verify_md5=False)
+    assert len(data.test_y) == 20
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_an_empty_batch_is_said_to_be_empty_not_an_attack(tmp_path, protocol):
+    folder = write_cifar_batches(tmp_path, per_batch=20)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((0, 3072), np.uint8), b"labels": []},
+                                                     protocol=protocol))
+    with pytest.raises(CorruptDataError, match=r"test_batch: holds no images"):
+        load_cifar10(tmp_path, download=False, verify_md5=False)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_a_pickle_building_other_objects_is_refused_naming_the_object(tmp_path, protocol):
+    import collections
+
+    folder = write_cifar_batches(tmp_path, per_batch=20)
+    (folder / "test_batch").write_bytes(pickle.dumps(collections.OrderedDict(data=1), protocol=protocol))
+    with pytest.raises(CorruptDataError, match=r"test_batch: it holds objects other than arrays \(collections\.OrderedDict\)"):
+        load_cifar10(tmp_path, download=False, verify_md5=False)

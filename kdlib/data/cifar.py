@@ -21,7 +21,7 @@ import torch
 
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
-from .splits import CorruptDataError, ImageSplits, carve_stratified, carve_validation
+from .splits import CorruptDataError, ImageSplits, carve_stratified, carve_validation, check_labels
 
 _MANIFEST = read_manifest("cifar10")
 CLASSES = list(_MANIFEST["classes"])
@@ -47,10 +47,15 @@ class _NotArrays(pickle.UnpicklingError):
 
 class _ArraysOnly(pickle.Unpickler):
     """CIFAR's pickles hold a dict of numpy arrays, lists and strings; nothing else may be constructed
-    (a plain pickle.load of a file from elsewhere can run arbitrary code)."""
+    (a plain pickle.load of a file from elsewhere can run arbitrary code). What builds an array differs by protocol
+    and numpy version, so each way is allowed: _reconstruct and ndarray (protocols 0-4; an empty array adds bytes),
+    _frombuffer (protocol 5), bytes and bytearray for their buffers, _codecs.encode for bytes under protocols 0-2."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {(numpy_module, name) for numpy_module in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for name in ("_reconstruct",)}
+    ALLOWED |= {(numpy_module, "_frombuffer") for numpy_module in ("numpy.core.numeric", "numpy._core.numeric")}
+    ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED |= {(builtins, name) for builtins in ("builtins", "__builtin__") for name in ("bytes", "bytearray")}
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -76,12 +81,12 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = entry.get("data"), entry.get("labels")
     if not isinstance(data, np.ndarray) or labels is None:
         raise CorruptDataError(f"{path}: missing 'data' array or 'labels'")
-    labels = np.asarray(labels, dtype=np.int64)
+    if len(data) == 0:
+        raise CorruptDataError(f"{path}: holds no images ('data' is empty): re-download it or re-attach the dataset")
+    labels = check_labels(labels, len(CLASSES), path)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise CorruptDataError(f"{path}: 'data' is {data.dtype} {data.shape} with {len(labels)} labels; "
                                "expected uint8 (N, 3072) and N labels")
-    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise CorruptDataError(f"{path}: labels out of range 0-9")
     return data.reshape(-1, 3, 32, 32), labels
 
 

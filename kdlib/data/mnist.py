@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from .splits import CorruptDataError, ImageSplits, carve_validation
+from .splits import CorruptDataError, ImageSplits, carve_validation, check_labels
 
 CLASSES = list(read_manifest("mnist")["classes"])
 N_VAL_FULL = 5000
@@ -113,9 +113,7 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
         raise CorruptDataError(f"{images_path} holds no images (its header says 0): re-download it or re-attach the dataset")
     if images.shape[1:] != (28, 28):
         raise CorruptDataError(f"{images_path}: images are {images.shape[1:]}, MNIST's are 28x28")
-    if labels.max(initial=0) > 9:
-        raise CorruptDataError(f"{labels_path}: label {labels.max()} out of range 0-9")
-    return images, labels
+    return images, check_labels(labels, len(CLASSES), labels_path)
 
 
 def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

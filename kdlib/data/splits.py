@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -77,6 +78,22 @@ class ImageSplits:
             "fingerprint": self.fingerprint(),
             **({"notes": list(self.notes)} if self.notes else {}),
         }
+
+
+def check_labels(labels, num_classes: int, where) -> np.ndarray:
+    """``labels`` as int64, after checking they are integers (not floats, booleans or strings: a fractional label would
+    be truncated into another class) from 0 to ``num_classes - 1``; a CorruptDataError naming ``where`` otherwise."""
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise CorruptDataError(f"{where}: labels must be a list of integers, got an array of shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        bad = next((v for v in array.tolist() if isinstance(v, bool) or not isinstance(v, int)), None)
+        raise CorruptDataError(f"{where}: labels must be integers 0-{num_classes - 1}; found {array.dtype.name} values "
+                               f"such as {bad!r}")
+    outside = array[(array < 0) | (array >= num_classes)]
+    if len(outside):
+        raise CorruptDataError(f"{where}: label {outside[0]} is out of range 0-{num_classes - 1}")
+    return array.astype(np.int64)
 
 
 def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int, what: str = "the training data"):
