@@ -208,3 +208,38 @@ def test_a_pickle_building_other_objects_is_refused_naming_the_object(tmp_path, 
     (folder / "test_batch").write_bytes(pickle.dumps(collections.OrderedDict(data=1), protocol=protocol))
     with pytest.raises(CorruptDataError, match=r"test_batch: it holds objects other than arrays \(collections\.OrderedDict\)"):
         load_cifar10(tmp_path, download=False, verify_md5=False)
+
+
+# ---- nested ImageNet layouts ----------------------------------------------------------------------------------
+
+def _jpeg(path, red):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (20, 16), (red, 128, 64)).save(path, quality=95)
+
+
+@pytest.mark.parametrize("layout", ["images one folder deeper", "class folders one folder deeper"])
+def test_a_nested_imagenet_layout_is_found(tmp_path, layout):
+    from kdlib.data import imagenet100
+
+    wnids = [f"n{i:08d}" for i in range(3)]
+    for label, wnid in enumerate(wnids):
+        for split, count in (("train", 2), ("val", 1)):
+            for k in range(count):
+                if layout == "images one folder deeper":  # Tiny ImageNet's train/<wnid>/images/
+                    path = tmp_path / split / wnid / "images" / f"{k}.JPEG"
+                else:  # an archive that unpacks train/train/<wnid>/
+                    path = tmp_path / split / split / wnid / f"{k}.JPEG"
+                _jpeg(path, 40 * label)
+    with pytest.warns(UserWarning):  # 3 classes, not 100
+        index = imagenet100.load_imagenet100(tmp_path, expected={"train": 2, "val": 1})
+    assert index.classes == wnids and len(index.train) == 6 and len(index.val) == 3
+
+
+def test_class_folders_without_images_are_named(tmp_path):
+    from kdlib.data import imagenet100
+
+    for split in ("train", "val"):
+        (tmp_path / split / "n00000001" / "deeper").mkdir(parents=True)
+        (tmp_path / split / "n00000001" / "deeper" / "readme.txt").write_text("no images here")
+    with pytest.raises(DataNotFoundError, match=r"the train class folders in .*train hold no .*images at any depth"):
+        imagenet100.load_imagenet100(tmp_path)
