@@ -243,3 +243,40 @@ def test_class_folders_without_images_are_named(tmp_path):
         (tmp_path / split / "n00000001" / "deeper" / "readme.txt").write_text("no images here")
     with pytest.raises(DataNotFoundError, match=r"the train class folders in .*train hold no .*images at any depth"):
         imagenet100.load_imagenet100(tmp_path)
+
+
+# ---- exact copies between train and test are counted ----------------------------------------------------------
+
+def test_test_images_copied_from_train_are_counted_and_noted(tmp_path):
+    import shutil
+
+    root = write_cifar_tree(tmp_path, per_class=4, test_per_class=2)
+    for name in ("cat", "ship"):
+        shutil.copy(root / "train" / name / "0000.png", root / "test" / name / "0000.png")  # leakage
+    data = load_cifar10(root, download=False)
+    assert "2 of the 20 test images are exact copies of training or validation images (leakage): test accuracy " \
+           "on them is not held out" in data.notes
+    assert any("exact copies" in n for n in data.info()["notes"])  # results.json's dataset.notes
+
+
+@pytest.mark.parametrize("fmt", ["pickles", "idx"])
+def test_duplicates_are_counted_in_every_format(tmp_path, fmt):
+    from kdlib.data.mnist import load_mnist
+
+    if fmt == "pickles":
+        folder = write_cifar_batches(tmp_path, per_batch=20)
+        with open(folder / "data_batch_1", "rb") as f:
+            train = pickle.load(f, encoding="bytes")
+        _rewrite_batch(folder, "test_batch", data=train[b"data"][:20], labels=train[b"labels"][:20])
+        data = load_cifar10(tmp_path, download=False, verify_md5=False)
+    else:
+        from conftest import fake_digits, idx_bytes
+
+        paths = write_idx_dataset(tmp_path, n_train=30, n_test=10)
+        paths["test_images"].write_bytes(idx_bytes(fake_digits(30, 0)[0][:10]))  # the first ten training images
+        paths["test_labels"].write_bytes(idx_bytes(fake_digits(30, 0)[1][:10]))
+        data = load_mnist(tmp_path, download=False)
+    assert any(n.startswith(f"{len(data.test_y)} of the {len(data.test_y)} test images are exact copies") for n in data.notes)
+    clean = load_cifar10(write_cifar_batches(tmp_path / "clean").parent, download=False, verify_md5=False) \
+        if fmt == "pickles" else load_mnist(write_idx_dataset(tmp_path / "clean")["train_images"].parent, download=False)
+    assert not any("exact copies" in n for n in clean.notes)

@@ -21,7 +21,8 @@ import torch
 
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
-from .splits import CorruptDataError, ImageSplits, carve_stratified, carve_validation, check_labels
+from .splits import (CorruptDataError, ImageSplits, carve_stratified, carve_validation, check_labels,
+                     note_duplicates)
 
 _MANIFEST = read_manifest("cifar10")
 CLASSES = list(_MANIFEST["classes"])
@@ -289,8 +290,8 @@ def load_cifar10_images(tree: CifarImageTree, n_val: int | None = None, seed: in
                      f"({test_fraction:.3g} of each class, seed {seed}), not the official CIFAR-10 test set")
     n_val = n_val or (N_VAL_FULL if len(y) >= 50_000 else max(1, len(y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(x, y, n_val, seed)
-    return ImageSplits(f"CIFAR-10 ({tree.formats} image folders)", str(tree.root), train_x, train_y, val_x, val_y,
-                       test_x, test_y, classes=list(CLASSES), notes=notes)
+    return note_duplicates(ImageSplits(f"CIFAR-10 ({tree.formats} image folders)", str(tree.root), train_x, train_y,
+                                       val_x, val_y, test_x, test_y, classes=list(CLASSES), notes=notes))
 
 
 def _download(cache: Path) -> None:
@@ -342,5 +343,6 @@ def load_cifar10(data_dir: str | Path | None = None, n_val: int | None = None, s
     y = torch.from_numpy(np.concatenate([t[1] for t in train]))
     n_val = n_val or (N_VAL_FULL if len(y) >= 50_000 else max(1, len(y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(x, y, n_val, seed)
-    return ImageSplits("CIFAR-10", str(files["test_batch"].parent), train_x, train_y, val_x, val_y,
-                       torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), classes=list(CLASSES))
+    return note_duplicates(ImageSplits("CIFAR-10", str(files["test_batch"].parent), train_x, train_y, val_x, val_y,
+                                       torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y),
+                                       classes=list(CLASSES)))

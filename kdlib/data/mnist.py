@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from .splits import CorruptDataError, ImageSplits, carve_validation, check_labels
+from .splits import CorruptDataError, ImageSplits, carve_validation, check_labels, note_duplicates
 
 CLASSES = list(read_manifest("mnist")["classes"])
 N_VAL_FULL = 5000
@@ -172,16 +172,16 @@ def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, see
         train_x, train_y, test_x, test_y = carve_validation(x, y, n_test, seed=10_000 + seed)
         n_val = n_val or max(1, len(train_y) // 10)
         train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
-        return ImageSplits(
+        return note_duplicates(ImageSplits(
             f"MNIST sample ({len(y)} images from {files['images'].name}, split 80/20 train/test)",
             str(files["images"].parent), train_x, train_y, val_x, val_y, test_x, test_y, notes=notes, classes=CLASSES,
-        )
+        ))
     train_x, train_y = _tensors(*train)
     test_x, test_y = _tensors(*test)
     n_val = n_val or (N_VAL_FULL if len(train_y) >= 50_000 else max(1, len(train_y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
-    return ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y, notes=notes,
-                       classes=CLASSES)
+    return note_duplicates(ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y,
+                                       notes=notes, classes=CLASSES))
 
 
 DIGITS_NAME = "digits (scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28; not MNIST)"
