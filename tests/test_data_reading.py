@@ -5,6 +5,7 @@ real on-disk layouts."""
 
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,3 +281,93 @@ def test_duplicates_are_counted_in_every_format(tmp_path, fmt):
     clean = load_cifar10(write_cifar_batches(tmp_path / "clean").parent, download=False, verify_md5=False) \
         if fmt == "pickles" else load_mnist(write_idx_dataset(tmp_path / "clean")["train_images"].parent, download=False)
     assert not any("exact copies" in n for n in clean.notes)
+
+
+# ---- the ImageNet-100 store is keyed by content ---------------------------------------------------------------
+
+def _store_items(tmp_path, n=6):
+    items = []
+    for i in range(n):
+        path = tmp_path / "src" / f"n0000000{i % 3}" / f"{i}.JPEG"
+        _jpeg(path, 30 * i)
+        path.write_bytes(path.read_bytes() + bytes(200))  # room for another picture of the same byte size
+        items.append((str(path), i % 3))
+    return items
+
+
+def _replace_keeping_the_size(path, red):
+    """Another picture in the same file, of the same pixel size and the same byte size (a JPEG ignores what
+    follows its end marker)."""
+    import io
+
+    old = path.read_bytes()
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 16), (red, 0, 200)).save(buffer, format="JPEG", quality=95)
+    new = buffer.getvalue()
+    assert len(new) <= len(old)
+    path.write_bytes(new + bytes(len(old) - len(new)))
+
+
+def test_a_changed_image_is_seen_and_decoded_again(tmp_path, monkeypatch):
+    from kdlib.data import image_store
+
+    items = _store_items(tmp_path)
+    store = image_store.build_store(items, tmp_path / "store", size=16, workers=1, progress=False)
+    before, source = np.array(store.images), store.meta["source"]
+    _replace_keeping_the_size(tmp_path / "src" / "n00000001" / "4.JPEG", 250)
+    decoded = []
+    real = image_store._decode_chunk
+    monkeypatch.setattr(image_store, "_decode_chunk", lambda args: decoded.extend(args[0]) or real(args))
+    with pytest.warns(UserWarning, match=r"1 image\(s\) changed since the store .* was built .*4\.JPEG.*decoded again"):
+        again = image_store.build_store(items, tmp_path / "store", size=16, workers=1, progress=False)
+    assert decoded == [items[4][0]]  # only the changed image, once
+    assert again.meta["source"] != source  # the data fingerprint covers it: runs on the old pixels are refused
+    assert abs(int(again.images[4, 8, 8, 2]) - 200) <= 4 and np.array_equal(again.images[:4], before[:4])
+    decoded.clear()
+    image_store.build_store(items, tmp_path / "store", size=16, workers=1, progress=False)
+    assert decoded == []  # unchanged now: reused without a decode
+
+
+def test_the_content_digest_is_the_same_wherever_the_files_are(tmp_path):
+    import shutil
+
+    from kdlib.data import image_store
+
+    items = _store_items(tmp_path)
+    a = image_store.build_store(items, tmp_path / "a", size=16, workers=1, progress=False)
+    shutil.copytree(tmp_path / "src", tmp_path / "copy")
+    moved = [(p.replace(str(tmp_path / "src"), str(tmp_path / "copy")), label) for p, label in items]
+    b = image_store.build_store(moved, tmp_path / "b", size=16, workers=1, progress=False)
+    assert a.meta["source"] == b.meta["source"]
+
+
+def test_a_restored_store_linked_read_only_is_not_written_through(tmp_path):
+    from kdlib.data import image_store
+
+    items = _store_items(tmp_path)
+    image_store.build_store(items, tmp_path / "earlier", size=16, workers=1, progress=False)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for path in (tmp_path / "earlier").iterdir():
+        (linked / path.name).symlink_to(path)  # as sessions.restore_store links a complete store
+    kept = (tmp_path / "earlier" / "images.u8").read_bytes()
+    _replace_keeping_the_size(tmp_path / "src" / "n00000000" / "0.JPEG", 250)
+    with pytest.warns(UserWarning, match="changed"):
+        image_store.build_store(items, linked, size=16, workers=1, progress=False)
+    assert (tmp_path / "earlier" / "images.u8").read_bytes() == kept
+
+
+def test_imagenet_test_images_copied_from_train_are_counted(tmp_path):
+    import shutil
+
+    from kdlib.data import image_store
+
+    items = _store_items(tmp_path)
+    test_items = [(str(tmp_path / "val" / f"{i}.JPEG"), i % 3) for i in range(3)]
+    (tmp_path / "val").mkdir()
+    shutil.copy(items[1][0], test_items[0][0])  # one copied from train
+    for path, label in test_items[1:]:
+        _jpeg(Path(path), 7 + label)
+    train = image_store.build_store(items, tmp_path / "train-store", size=16, workers=1, progress=False)
+    test = image_store.build_store(test_items, tmp_path / "test-store", size=16, workers=1, progress=False)
+    assert image_store.copies_between(train, test) == 1

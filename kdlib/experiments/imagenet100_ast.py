@@ -144,7 +144,7 @@ class StoreData:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """What the stores hold (their source digests: every file's path, label and size, and the image size)
+        """What the stores hold (their content digests: every image's label and file bytes, and the image size)
         and which rows form each split."""
         h = hashlib.sha256(f"{self.classes}\n{self.train.meta['source']}\n{self.val.meta['source']}\n".encode())
         for rows in (self.train_rows, self.select_rows, self.test_rows):
@@ -207,6 +207,9 @@ def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_
             "store": {"size": cfg.store_size, "train": str(train.folder), "val": str(val.folder)},
             "val_is": f"{cfg.selection_per_class} training images per class, held out to pick the best epoch",
             "test_is": "the data set's validation folder, used once per run"}
+    copies = image_store.copies_between(train, val)
+    if copies:  # leakage, said where results.json keeps the data's notes
+        info["notes"] = [f"{copies:,} of the {len(val.valid_indices):,} test images are exact copies of training images"]
     data = StoreData(train, val, train_rows, select_rows, val.valid_indices, index.classes, info)
     info["fingerprint"] = data.fingerprint()
     return data
