@@ -101,6 +101,15 @@ RESUME_HELP = ("continue an earlier version's runs: attach that kernel's output 
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # one line, not a traceback (a run says what it keeps itself)
+        print("interrupted: stopped before it finished; nothing kdlib had written is lost. Run the command again.",
+              file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute an experiment's notebook headlessly")
@@ -202,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         executed = run_notebook(args.experiment, args.preset, args.out, args.data, seeds=args.seeds, device=args.device,
                                 **{name: getattr(args, name) for name in per_experiment})
+    except KeyboardInterrupt:
+        print(f"interrupted: the run stopped; every finished run and each unfinished run's last checkpoint (after its "
+              f"last finished epoch) stay in {args.out / 'runs'}: run the same command again to resume from there.",
+              file=sys.stderr)
+        return 130
     except Exception as exc:
         if _identity_of(args.out) != folder:  # whatever failed first (papermill's save, a kdlib write), this is why
             print(f"error: --out {args.out} was deleted or replaced during the run: the run stopped there, and what the "

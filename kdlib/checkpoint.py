@@ -34,6 +34,53 @@ class CheckpointError(RuntimeError):
     pass
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a kernel interrupt) during training, said in one line: what is saved and how to resume. Still a
+    KeyboardInterrupt, so nothing catches it as an error; IPython shows its line instead of a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's own rendering
+        return [f"interrupted: {self.message}"]
+
+
+def says_interrupt(fit):
+    """Decorates ``train.fit``: Ctrl-C during training becomes a ``RunInterrupted`` line saying what its checkpoint
+    folder keeps (the epochs ``history.json`` records) and how to resume, instead of a traceback."""
+    import functools
+    import inspect
+    import json
+
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def wrapper(*args, **kwargs):
+        try:
+            return fit(*args, **kwargs)
+        except RunInterrupted:
+            raise
+        except KeyboardInterrupt:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            desc, folder = bound.arguments["desc"], bound.arguments["checkpoint_dir"]
+            if folder is None:
+                raise RunInterrupted(f"{desc} stopped; it keeps no checkpoint, so it starts over when run again") from None
+            try:
+                epochs = len(json.loads((Path(folder) / "history.json").read_text()))
+            except (OSError, ValueError):
+                epochs = 0
+            kept = (f"its last checkpoint ({Path(folder) / 'last.pt'}, after epoch {epochs}) is kept" if epochs else
+                    "no epoch of it had finished, so nothing of it is saved")
+            raise RunInterrupted(f"{desc} stopped; every finished run and {kept}: run the same command (or cell) "
+                                 "again to resume from there") from None
+    return wrapper
+
+
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """``weights_only=True``: a checkpoint from elsewhere cannot run code when loaded."""
     try:
