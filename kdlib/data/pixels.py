@@ -16,7 +16,8 @@ class UnsupportedPixelsError(ValueError):
 
 def to_rgb(image):
     """``image`` (a PIL image of any mode) as an 8-bit RGB PIL image. 16-bit and 32-bit integer images (I;16*, I)
-    hold values 0-65535, scaled by 255/65535; float images (F) hold 0-1 (scaled to 0-255) or 0-255 (kept).
+    hold values 0-65535, scaled by 255/65535; float images (F) hold 0-1 (scaled to 0-255) or 0-255 (kept); both are
+    rounded to the nearest level.
     Anything else is an UnsupportedPixelsError."""
     mode = image.mode
     if mode.startswith("I"):
@@ -24,12 +25,11 @@ def to_rgb(image):
         low, high = image.getextrema()
         if low < 0 or high > SIXTEEN_BIT:
             raise UnsupportedPixelsError(f"{mode} pixels range from {low} to {high}, beyond 16 bits")
-        image = image.point(lambda v: v * (255 / SIXTEEN_BIT)).convert("L")
+        image = image.point(lambda v: v * (255 / SIXTEEN_BIT) + 0.5).convert("L")  # + 0.5: L truncates; round
     elif mode == "F":
         low, high = image.getextrema()
         if low < 0 or high > 255:
             raise UnsupportedPixelsError(f"float pixels range from {low} to {high}, neither 0-1 nor 0-255")
-        if high <= 1:
-            image = image.point(lambda v: v * 255)
-        image = image.convert("L")
+        scale = 255 if high <= 1 else 1
+        image = image.point(lambda v: v * scale + 0.5).convert("L")
     return image.convert("RGB")
