@@ -23,61 +23,45 @@ def _train(out, data, config=CONFIG, method="direct"):
 
 # ---- best.pt ------------------------------------------------------------------------------------------------
 
+def _killed_before_its_record(out, data=None):
+    """A finished run whose record is gone, as when a kill comes after the last epoch: its rerun restores best.pt."""
+    data = data or tiny_splits()
+    _train(out, data)
+    folder = runs.run_dir(out, "direct", 0)
+    (folder / "record.json").unlink()
+    return data, folder
+
+
+def _edit_best(folder, edit):
+    state = torch.load(folder / "best.pt", weights_only=True)
+    torch.save(edit(state), folder / "best.pt")
+
+
 def test_a_best_pt_from_another_run_is_refused(tmp_path):
     data = tiny_splits()
-    _train(tmp_path, data)
     _train(tmp_path, data, dataclasses.replace(CONFIG, seed=1))
-    ours = runs.run_dir(tmp_path, "direct", 0)
-    (ours / "record.json").unlink()  # killed after the last epoch, before the record
+    _, ours = _killed_before_its_record(tmp_path, data)
     shutil.copy(runs.run_dir(tmp_path, "direct", 1) / "best.pt", ours / "best.pt")
     with pytest.raises(CheckpointError, match=r"best\.pt was written with a different configuration.*seed"):
         _train(tmp_path, data)
 
 
-def test_a_best_pt_of_another_epoch_is_refused(tmp_path):
-    data = tiny_splits()
-    config = dataclasses.replace(CONFIG, epochs=3)
-    ours = runs.run_dir(tmp_path, "direct", 0)
-    _train(tmp_path, data, config)
-    (ours / "record.json").unlink()
-    state = torch.load(ours / "best.pt", weights_only=True)
-    state["epoch"] = (state["epoch"] + 1) % 3
-    torch.save(state, ours / "best.pt")
-    with pytest.raises(CheckpointError, match=r"best\.pt holds epoch \d.*records epoch \d.*not this run's"):
-        _train(tmp_path, data, config)
+@pytest.mark.parametrize("edit, message", [
+    (lambda state: {**state, "epoch": (state["epoch"] + 1) % 2}, r"best\.pt holds epoch \d.*records epoch \d.*not this run's"),
+    (lambda state: {**state, "model": {"weight": torch.zeros(3)}}, r"model state does not fit this run's"),
+    (lambda state: {k: state[k] for k in ("model", "epoch", "val_accuracy")}, r"best\.pt carries no run identity"),
+], ids=["another epoch", "another model", "no identity"])
+def test_a_best_pt_that_is_not_this_run_s_is_refused(tmp_path, edit, message):
+    data, folder = _killed_before_its_record(tmp_path)
+    _edit_best(folder, edit)
+    with pytest.raises(CheckpointError, match=message):
+        _train(tmp_path, data)
 
 
 def test_a_missing_best_pt_is_not_replaced_by_the_last_weights(tmp_path):
-    data = tiny_splits()
-    _train(tmp_path, data)
-    folder = runs.run_dir(tmp_path, "direct", 0)
-    (folder / "record.json").unlink()
+    data, folder = _killed_before_its_record(tmp_path)
     (folder / "best.pt").unlink()
     with pytest.raises(CheckpointError, match=r"best\.pt is missing.*best weights are lost"):
-        _train(tmp_path, data)
-
-
-def test_a_best_pt_of_another_model_is_one_line(tmp_path):
-    data = tiny_splits()
-    _train(tmp_path, data)
-    folder = runs.run_dir(tmp_path, "direct", 0)
-    (folder / "record.json").unlink()
-    state = torch.load(folder / "best.pt", weights_only=True)
-    state["model"] = {"weight": torch.zeros(3)}
-    torch.save(state, folder / "best.pt")
-    with pytest.raises(CheckpointError, match=r"model state does not fit this run's"):
-        _train(tmp_path, data)
-
-
-def test_a_best_pt_without_identity_is_refused(tmp_path):
-    data = tiny_splits()
-    _train(tmp_path, data)
-    folder = runs.run_dir(tmp_path, "direct", 0)
-    (folder / "record.json").unlink()
-    state = torch.load(folder / "best.pt", weights_only=True)
-    torch.save({"model": state["model"], "epoch": state["epoch"], "val_accuracy": state["val_accuracy"]},
-               folder / "best.pt")
-    with pytest.raises(CheckpointError, match=r"best\.pt carries no run identity"):
         _train(tmp_path, data)
 
 
