@@ -171,8 +171,9 @@ class Checkpoints:
 
     def resume(self) -> Progress:
         """Load ``last.pt`` if there is one (after checking it fits this run) and say where training goes on."""
-        if self.last_path is not None:
-            check_kept(self.last_path)  # written earlier in this session and gone: the folder vanished mid-run
+        if self.last_path is not None:  # written earlier in this session and gone: the folder vanished mid-run
+            check_kept(self.last_path)
+            check_kept(self.folder / "history.json")  # the timelines count epochs from it
         if self.last_path is None or not self.last_path.exists():
             self._progress = Progress()
             return self._progress

@@ -51,9 +51,10 @@ def _claim_of(path: Path) -> Path | None:
 
 
 def _vanished(root: Path, what: str) -> FolderVanishedError:
-    return FolderVanishedError(errno.ENOENT, f"{what}: the out folder {root} was deleted or replaced while this run was "
-                               "writing to it. Stopped here, so that nothing is trained again from scratch or counted "
-                               "twice; what the folder held is lost. Run again (from the top) to start over.")
+    return FolderVanishedError(errno.ENOENT, f"{what}: the out folder {root} was deleted or replaced (or claimed by "
+                               "another run) while this run was writing to it. Stopped here, so that nothing is "
+                               "trained again from scratch or counted twice. Run again (from the top) to start over, "
+                               "one run per folder.")
 
 
 def check_claimed(path: str | Path) -> None:

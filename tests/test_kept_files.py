@@ -169,3 +169,36 @@ def test_a_folder_claimed_again_starts_over(tmp_path):
     shutil.rmtree(out)  # deleted between two runs, as the error messages advise
     out = _claimed_out(tmp_path)
     assert _train(out, tiny_splits())["test_accuracy"] >= 0
+
+
+def test_a_second_run_claiming_the_folder_stops_the_first(tmp_path):
+    from kdlib.fileio import FolderVanishedError
+
+    out = _claimed_out(tmp_path)
+
+    def another_run_starts(epoch, record):
+        if epoch == 0:  # a second notebook's prepare_out_dir, in its own process, puts its own token there
+            from kdlib.fileio import CLAIM_MARKER
+
+            (out / CLAIM_MARKER).write_text("another process's token")
+
+    with pytest.raises(FolderVanishedError, match=r"claimed by another run.*one run per folder"):
+        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(another_run_starts,))
+
+
+def test_a_history_deleted_mid_run_stops_it_before_the_timeline_counts_its_epochs_twice(tmp_path):
+    from kdlib.fileio import FolderVanishedError
+
+    out = _claimed_out(tmp_path)
+
+    class Pause(Exception):
+        pass
+
+    def pause(epoch, record):
+        raise Pause
+
+    with pytest.raises(Pause):
+        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(pause,))
+    (runs.run_dir(out, "direct", 0) / "history.json").unlink()
+    with pytest.raises(FolderVanishedError, match=r"history\.json, written by this run, is gone"):
+        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU)
