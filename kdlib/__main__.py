@@ -96,6 +96,13 @@ def check_out_dir(out: Path) -> str | None:
     return None
 
 
+def _folder(text: str) -> Path:
+    """--out as a folder; '' would be the current folder, which nobody means."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("'' names no folder")
+    return Path(text)
+
+
 RESUME_HELP = ("continue an earlier version's runs: attach that kernel's output (usually this kernel's own id) "
                "as a kernel source; the notebook restores its checkpoints from /kaggle/input")
 
@@ -116,7 +123,7 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))
     run.add_argument("--preset", default="demo",
                      help="demo, quick or full (cifar10-ast also cpu-real: the shoot-out on real images on a CPU)")
-    run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
+    run.add_argument("--out", type=_folder, required=True, help="folder for results.json, figures/ and the executed notebook")
     run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
                                     "then demo uses the embedded digits, quick and full download)")
     run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
@@ -176,6 +183,8 @@ def _main(argv: list[str] | None = None) -> int:
         return selftest_main(args.device, args.out)
     if args.command == "kaggle":
         return kaggle_main(args)
+    if args.data is not None and not args.data.strip():
+        parser.error("--data '' names no folder: give a folder, or leave --data out to search the input root")
     if args.data and not args.data.startswith("kaggle:") and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
     if args.seeds and len(set(args.seeds)) != len(args.seeds):

@@ -136,3 +136,42 @@ def test_ablate_none_means_no_ablation_as_help_says(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: sent.update(k) or (_ for _ in ()).throw(OSError("stop")))
     assert main(["run", "mnist-kd", "--ablate", "none", "--out", str(tmp_path / "out")]) == 1
     assert sent["ablate"] == []
+
+
+@pytest.mark.parametrize("seeds", [range(3), __import__("numpy").arange(3)])
+def test_a_range_or_an_array_of_seeds_is_a_list_of_seeds(seeds):
+    assert cifar10_ast.make_config("demo", seeds=seeds).seeds == [0, 1, 2]
+
+
+@pytest.mark.parametrize("components, message", [
+    ({"parallel": "no"}, r"switches are True or False, not 'no'"),
+    ({"paralel": False}, r"HPMKD_COMPONENTS names unknown \['paralel'\]"),
+    (["cache"], r"must be a dict of switches"),
+])
+def test_hpmkd_components_are_switches(components, message):
+    with pytest.raises(ValueError, match=message):
+        mnist_kd.make_config("demo", components=components)
+    assert mnist_kd.make_config("demo", components={"parallel": False}).hpmkd.components["parallel"] is False
+
+
+@pytest.mark.parametrize("folder", [123, "", "  "])
+def test_out_dir_and_data_dir_must_name_folders(folder):
+    from kdlib.data.cifar import cifar10_source
+    from kdlib.data.splits import DataNotFoundError
+    from kdlib.experiments.common import prepare_out_dir
+
+    with pytest.raises(ValueError, match=r"OUT_DIR=.*: name a folder"):
+        prepare_out_dir(folder, "cifar10-ast")
+    with pytest.raises(DataNotFoundError, match=r"DATA_DIR=.*: name a folder"):
+        cifar10_source(folder, download=False)
+
+
+@pytest.mark.parametrize("argv, message", [(["--out", ""], r"argument --out: '' names no folder"),
+                                           (["--out", "x", "--data", ""], r"--data '' names no folder")])
+def test_the_cli_refuses_empty_folders(monkeypatch, capsys, argv, message):
+    import kdlib.__main__ as cli
+
+    monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
+    with pytest.raises(SystemExit):
+        main(["run", "cifar10-ast", *argv])
+    assert re.search(message, capsys.readouterr().err)

@@ -139,6 +139,9 @@ def find_local(name: str, find: Callable[[Path], Any], data_dir: str | Path | No
     (except a ``kaggle:owner/slug`` DATA_DIR, which names a download). ``explain(folder)``: what an incomplete copy
     there lacks, for the error."""
     if data_dir is not None:
+        if not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir).strip():
+            raise DataNotFoundError(f"DATA_DIR={data_dir!r}: name a folder (a string), or None to search "
+                                    f"{runtime.input_root()}")
         reason = "DATA_DIR"
         if str(data_dir).startswith(KAGGLE_PREFIX):
             handle = str(data_dir)[len(KAGGLE_PREFIX):]

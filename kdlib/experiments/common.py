@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numbers
+import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -19,6 +21,8 @@ from ..train import FitResult, TrainConfig, fit
 
 
 def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
+    if out_dir is not None and (not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip()):
+        raise ValueError(f"OUT_DIR={out_dir!r}: name a folder (a string), or None for the default")
     out = Path(out_dir) if out_dir else runtime.default_out_dir(experiment)
     out.mkdir(parents=True, exist_ok=True)
     claim_folder(out)  # a folder deleted or replaced mid-run then stops the run (fileio.FolderVanishedError)
@@ -114,6 +118,8 @@ def _is_whole(value) -> bool:
 def check_seeds(seeds) -> list[int]:
     """SEEDS as a list of distinct whole numbers in [0, 2**32); a repeated seed would count one run twice in the
     statistics."""
+    if isinstance(seeds, (range, np.ndarray)) and np.ndim(seeds) == 1:
+        seeds = list(seeds)
     if not isinstance(seeds, (list, tuple)):
         example = f"[{seeds}]" if _is_whole(seeds) else "[0, 1, 2]"
         raise ValueError(f"{parameter('SEEDS')}={seeds!r} must be a list of seeds, e.g. {example}")
@@ -159,6 +165,21 @@ def check_count(value, most: int, name: str, of: str) -> int:
         raise ValueError(f"{parameter(name)}={value!r}: a whole number from 1 to {most} (how many of {of}, of which "
                          f"there are {most})")
     return int(value)
+
+
+def check_switches(value, known, name: str) -> dict[str, bool]:
+    """A dict that switches some of ``known`` on or off: known keys, True or False values (a string 'no' would read
+    as on)."""
+    known = list(known)
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}={value!r} must be a dict of switches, e.g. {{{known[0]!r}: False}}")
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        raise ValueError(f"{name} names unknown {unknown}; choose from {', '.join(known)}")
+    wrong = {k: v for k, v in value.items() if not isinstance(v, bool)}
+    if wrong:
+        raise ValueError(f"{name}={value!r}: switches are True or False, not {next(iter(wrong.values()))!r}")
+    return dict(value)
 
 
 def check_names(value, known, name: str) -> list[str]:

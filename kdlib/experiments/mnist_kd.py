@@ -24,7 +24,8 @@ from ..results_io import build_results
 from ..statistics import add_p_values, compare_pairs, mcnemar_by_seed
 from ..train import TrainConfig
 from . import hpmkd_pipeline
-from .common import check_choice, check_count, check_epochs, check_names, check_seeds, prepare_out_dir, train_and_test
+from .common import (check_choice, check_count, check_epochs, check_names, check_seeds, check_switches, prepare_out_dir,
+                     train_and_test)
 
 EXPERIMENT = "mnist-kd"
 # What the results state: every method's p-value against KD (Holm-adjusted across all of them), KD against the
@@ -118,6 +119,7 @@ def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_ep
             raise ValueError(f"unknown setting {field_name!r}")
         setattr(cfg, field_name, value)
     if components is not None:
+        components = check_switches(components, COMPONENTS, "HPMKD_COMPONENTS")
         cfg.hpmkd = dataclasses.replace(cfg.hpmkd, components={**cfg.hpmkd.components, **components})
     if ablate is not None:
         cfg.ablate = check_names(ablate, COMPONENTS, "ABLATE")
