@@ -139,9 +139,10 @@ def metric_disagreements(record: dict) -> list[str]:
         num_classes = int(max(labels.max(), predictions.max())) + 1
     if num_classes is None:
         return []
-    if len(predictions) == 0 or not np.issubdtype(predictions.dtype, np.integer) or predictions.min() < 0 \
-            or predictions.max() >= num_classes:
-        return [f"test_predictions are not {len(predictions) or 'any'} class indices in 0..{num_classes - 1}"]
+    for name, values in (("test_predictions", predictions), ("test_labels", labels)):
+        if values is not None and (len(values) == 0 or not np.issubdtype(values.dtype, np.integer)
+                                   or values.min() < 0 or values.max() >= num_classes):
+            return [f"{name} are not {len(values) or 'any'} class indices in 0..{num_classes - 1}"]
     problems = []
     if labels is not None:
         cm = confusion_matrix(predictions, labels, num_classes)

@@ -202,3 +202,11 @@ def test_a_history_deleted_mid_run_stops_it_before_the_timeline_counts_its_epoch
     (runs.run_dir(out, "direct", 0) / "history.json").unlink()
     with pytest.raises(FolderVanishedError, match=r"history\.json, written by this run, is gone"):
         train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU)
+
+
+def test_labels_that_are_not_class_indices_are_a_damaged_run(tmp_path):
+    data = tiny_splits()
+    _train(tmp_path, data)
+    path = _edit_record(tmp_path, lambda r: r["test_labels"].__setitem__(0, 0.5))
+    with pytest.raises(runs.DamagedRunError, match=rf"{path}.*test_labels are not 32 class indices in 0\.\.3"):
+        _train(tmp_path, data)
