@@ -4,6 +4,7 @@ the pickle check by what a pickle builds (not its protocol), and train/test dupl
 real on-disk layouts."""
 
 import gzip
+import re
 import pickle
 from pathlib import Path
 
@@ -371,3 +372,22 @@ def test_imagenet_test_images_copied_from_train_are_counted(tmp_path):
     train = image_store.build_store(items, tmp_path / "train-store", size=16, workers=1, progress=False)
     test = image_store.build_store(test_items, tmp_path / "test-store", size=16, workers=1, progress=False)
     assert image_store.copies_between(train, test) == 1
+
+
+@pytest.mark.parametrize("value, said", [("3.5", "holds 3.5 (row 2)"), ("", "holds a missing value (row 2)")])
+def test_mnist_csv_values_must_be_whole_numbers(tmp_path, value, said):
+    from conftest import write_csv_dataset
+    from kdlib.data.mnist import load_mnist
+
+    paths = write_csv_dataset(tmp_path, n_train=20, n_test=10)
+    lines = paths["train"].read_text().splitlines()
+    lines[2] = value + lines[2][1:]  # the second image's label
+    paths["train"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorruptDataError, match=rf"mnist_train\.csv: column 'label' {re.escape(said)}"):
+        load_mnist(tmp_path, download=False)
+
+
+def test_data_dir_naming_an_archive_says_to_extract_it(tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b not really")
+    with pytest.raises(DataNotFoundError, match=r"is a file, not a folder \(an archive\? extract it"):
+        load_cifar10(tmp_path / "cifar-10-python.tar.gz", download=False)

@@ -149,6 +149,9 @@ def find_local(name: str, find: Callable[[Path], Any], data_dir: str | Path | No
         data_dir = Path(data_dir).expanduser()
         if not data_dir.exists():
             raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} does not exist. {help_text}")
+        if not data_dir.is_dir():
+            raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} is a file, not a folder (an archive? extract it, then "
+                                    "name the folder it makes)")
         files = find(data_dir)
         if files is None:
             raise DataNotFoundError(f"no complete copy of {name} in {str(data_dir)!r}{_near_miss(explain, data_dir)}. "

@@ -93,9 +93,17 @@ def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype=np.int64)
+        frame = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CorruptDataError(f"{path}: not a readable MNIST CSV ({exc})") from exc
+    for column in frame.columns:  # a fractional label would be truncated into another class
+        values = frame[column]
+        bad = values[values.isna() | (values != values.round())] if not pd.api.types.is_integer_dtype(values) else []
+        if len(bad):
+            example = "a missing value" if pd.isna(bad.iloc[0]) else f"{float(bad.iloc[0]):g}"
+            raise CorruptDataError(f"{path}: column {column!r} holds {example} (row {bad.index[0] + 1}): labels (0-9) "
+                                   "and pixels (0-255) are whole numbers")
+    frame = frame.astype(np.int64)
     if frame.shape[1] != 785 or frame.columns[0].strip().lower() != "label":
         raise CorruptDataError(f"{path}: expected a 'label' column and 784 pixel columns, got {frame.shape[1]} columns")
     values = frame.to_numpy()
