@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .experiments import NOTEBOOKS
@@ -84,16 +83,10 @@ def check_parameters(args, options) -> str | None:
 
 
 def check_out_dir(out: Path) -> str | None:
-    """Why ``--out`` cannot hold a run (in one line), or None when it can."""
-    if out.exists() and not out.is_dir():
-        return f"--out {str(out)!r} is a file, not a folder: name a folder (it is created if missing)"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        return f"--out {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can write to"
-    return None
+    """Why ``--out`` cannot hold a run (in one line), or None when it can (the notebook's OUT_DIR gets the same)."""
+    from .experiments.common import out_dir_problem
+
+    return out_dir_problem(out)
 
 
 def _folder(text: str) -> Path:

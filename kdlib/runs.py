@@ -101,6 +101,9 @@ def read_record(path: Path, wanted: dict | None) -> dict:
     """The finished run's record, after checking it was made from ``wanted`` (the identity asked for now)."""
     path = Path(path)
     record = read_json(path)
+    if not isinstance(record, dict):
+        raise DamagedRunError(f"{path} holds a JSON {type(record).__name__}, not a run's record. Delete the folder "
+                              f"{path.parent} to train that run again.")
     if wanted is not None:
         saved = record.get("identity")
         if saved is None:

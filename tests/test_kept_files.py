@@ -210,3 +210,19 @@ def test_labels_that_are_not_class_indices_are_a_damaged_run(tmp_path):
     path = _edit_record(tmp_path, lambda r: r["test_labels"].__setitem__(0, 0.5))
     with pytest.raises(runs.DamagedRunError, match=rf"{path}.*test_labels are not 32 class indices in 0\.\.3"):
         _train(tmp_path, data)
+
+
+def test_a_record_that_is_not_an_object_is_a_damaged_run(tmp_path):
+    data = tiny_splits()
+    _train(tmp_path, data)
+    runs.record_path(tmp_path, "direct", 0).write_text("[1, 2]")
+    with pytest.raises(runs.DamagedRunError, match=r"record\.json holds a JSON list, not a run's record"):
+        _train(tmp_path, data)
+
+
+def test_an_out_dir_naming_a_file_is_one_line_in_the_notebook_too(tmp_path):
+    from kdlib.experiments.common import prepare_out_dir
+
+    (tmp_path / "results.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"OUT_DIR '.*results\.txt' is a file, not a folder"):
+        prepare_out_dir(tmp_path / "results.txt", "mnist-kd")

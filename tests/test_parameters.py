@@ -155,7 +155,8 @@ def test_hpmkd_components_are_switches(components, message):
 
 
 @pytest.mark.parametrize("folder", [123, "", "  "])
-def test_out_dir_and_data_dir_must_name_folders(folder):
+def test_out_dir_and_data_dir_must_name_folders(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a folder named '' or '  ' would go
     from kdlib.data.cifar import cifar10_source
     from kdlib.data.splits import DataNotFoundError
     from kdlib.experiments.common import prepare_out_dir
@@ -168,9 +169,10 @@ def test_out_dir_and_data_dir_must_name_folders(folder):
 
 @pytest.mark.parametrize("argv, message", [(["--out", ""], r"argument --out: '' names no folder"),
                                            (["--out", "x", "--data", ""], r"--data '' names no folder")])
-def test_the_cli_refuses_empty_folders(monkeypatch, capsys, argv, message):
+def test_the_cli_refuses_empty_folders(monkeypatch, capsys, tmp_path, argv, message):
     import kdlib.__main__ as cli
 
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
     with pytest.raises(SystemExit):
         main(["run", "cifar10-ast", *argv])

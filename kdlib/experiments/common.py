@@ -24,7 +24,9 @@ def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
     if out_dir is not None and (not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip()):
         raise ValueError(f"OUT_DIR={out_dir!r}: name a folder (a string), or None for the default")
     out = Path(out_dir) if out_dir else runtime.default_out_dir(experiment)
-    out.mkdir(parents=True, exist_ok=True)
+    problem = out_dir_problem(out, "OUT_DIR")
+    if problem:
+        raise ValueError(problem)
     claim_folder(out)  # a folder deleted or replaced mid-run then stops the run (fileio.FolderVanishedError)
     (out / "figures").mkdir(exist_ok=True)
     if runtime.detect_platform() == "kaggle":  # a new version starts empty: continue the previous version's runs
@@ -32,6 +34,22 @@ def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
 
         restore_previous_output(experiment, out)
     return out
+
+
+def out_dir_problem(out: Path, name: str = "--out") -> str | None:
+    """Why ``out`` cannot hold a run (one line naming ``name``, the parameter or option), or None when it can; the
+    folder is made if missing."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        return f"{name} {str(out)!r} is a file, not a folder: name a folder (it is created if missing)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return f"{name} {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can write to"
+    return None
 
 
 def make_test_loader(data: ImageSplits, device: torch.device, config: TrainConfig) -> DeviceLoader:
