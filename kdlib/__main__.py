@@ -96,6 +96,8 @@ def _folder(text: str) -> Path:
     return Path(text)
 
 
+EPOCHS_BOUND = 1000  # experiments.common.MAX_EPOCHS, stated here so --help imports no torch (a test keeps them equal)
+
 RESUME_HELP = ("continue an earlier version's runs: attach that kernel's output (usually this kernel's own id) "
                "as a kernel source; the notebook restores its checkpoints from /kaggle/input")
 
@@ -119,16 +121,17 @@ def _main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=_folder, required=True, help="folder for results.json, figures/ and the executed notebook")
     run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
                                     "then demo uses the embedded digits, quick and full download)")
-    run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
+    run.add_argument("--seeds", type=int, nargs="+", help="training seeds, distinct, from 0 to 2**32 - 1 (default: the preset's)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
-    run.add_argument("--teacher-epochs", type=int, help="mnist-kd: the teacher's epochs")
-    run.add_argument("--student-epochs", type=int, help="mnist-kd: each student's epochs")
+    run.add_argument("--teacher-epochs", type=int, help=f"mnist-kd: the teacher's epochs (1 to {EPOCHS_BOUND})")
+    run.add_argument("--student-epochs", type=int, help=f"mnist-kd: each student's epochs (1 to {EPOCHS_BOUND})")
     run.add_argument("--ablate", nargs="*", metavar="COMPONENT",
                      help="mnist-kd: HPM-KD components removed in turn (default: all six; none: no ablation)")
     run.add_argument("--ablation-seeds", type=int, metavar="N",
                      help="mnist-kd: the ablation runs the first N seeds (default: the preset's; demo 1, quick/full all)")
-    run.add_argument("--epochs", type=int, help="cifar10-ast, imagenet100-ast: epochs")
-    run.add_argument("--target-rate", type=float, help="cifar10-ast, imagenet100-ast: the controller's target activation rate")
+    run.add_argument("--epochs", type=int, help=f"cifar10-ast, imagenet100-ast: epochs (1 to {EPOCHS_BOUND})")
+    run.add_argument("--target-rate", type=float,
+                     help="cifar10-ast, imagenet100-ast: the controller's target activation rate, in (0, 1]")
     run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast, imagenet100-ast: how samples are scored")
     run.add_argument("--methods", nargs="+", metavar="METHOD",
                      help="cifar10-ast: which methods run (default: the preset's), from full, ast, random, "

@@ -177,3 +177,13 @@ def test_the_cli_refuses_empty_folders(monkeypatch, capsys, tmp_path, argv, mess
     with pytest.raises(SystemExit):
         main(["run", "cifar10-ast", *argv])
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_help_states_the_bounds_the_checks_apply(capsys):
+    import kdlib.__main__ as cli
+
+    assert cli.EPOCHS_BOUND == MAX_EPOCHS
+    with pytest.raises(SystemExit):
+        main(["run", "cifar10-ast", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"epochs (1 to {MAX_EPOCHS})" in text and "from 0 to 2**32 - 1" in text and "in (0, 1]" in text
