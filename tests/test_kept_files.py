@@ -144,7 +144,11 @@ def test_an_out_folder_gone_during_a_run_stops_it(tmp_path, how):
     assert not (out / "runs").exists()  # nothing was recreated
 
 
-def test_a_paused_run_whose_folder_vanished_is_not_trained_again_from_scratch(tmp_path):
+@pytest.mark.parametrize("removed, message", [
+    ("the run's folder", r"last\.pt, written by this run, is gone"),
+    ("history.json", r"history\.json, written by this run, is gone"),  # the timelines count epochs from it
+])
+def test_a_paused_run_whose_files_vanished_is_not_trained_again_from_scratch(tmp_path, removed, message):
     """The interleaved shoot-out pauses each run after an epoch and resumes it at its next turn."""
     from kdlib.fileio import FolderVanishedError
 
@@ -158,8 +162,9 @@ def test_a_paused_run_whose_folder_vanished_is_not_trained_again_from_scratch(tm
 
     with pytest.raises(Pause):
         train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(pause,))
-    shutil.rmtree(runs.run_dir(out, "direct", 0))  # only the run's own folder
-    with pytest.raises(FolderVanishedError, match=r"last\.pt, written by this run, is gone"):
+    folder = runs.run_dir(out, "direct", 0)
+    shutil.rmtree(folder) if removed == "the run's folder" else (folder / "history.json").unlink()
+    with pytest.raises(FolderVanishedError, match=message):
         train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU)
 
 
@@ -184,24 +189,6 @@ def test_a_second_run_claiming_the_folder_stops_the_first(tmp_path):
 
     with pytest.raises(FolderVanishedError, match=r"claimed by another run.*one run per folder"):
         train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(another_run_starts,))
-
-
-def test_a_history_deleted_mid_run_stops_it_before_the_timeline_counts_its_epochs_twice(tmp_path):
-    from kdlib.fileio import FolderVanishedError
-
-    out = _claimed_out(tmp_path)
-
-    class Pause(Exception):
-        pass
-
-    def pause(epoch, record):
-        raise Pause
-
-    with pytest.raises(Pause):
-        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU, callbacks=(pause,))
-    (runs.run_dir(out, "direct", 0) / "history.json").unlink()
-    with pytest.raises(FolderVanishedError, match=r"history\.json, written by this run, is gone"):
-        train_and_test("direct", "simplecnn", tiny_splits(), CONFIG, out, CPU)
 
 
 def test_labels_that_are_not_class_indices_are_a_damaged_run(tmp_path):
