@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .fileio import atomic_save, atomic_write_json, check_kept
+from .interrupt import RunInterrupted
 
 # Fields that may change between an interrupted run and its resumption without changing the result.
 RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
@@ -32,21 +33,6 @@ RESUME_FREE_FIELDS = {"progress", "eval_batch_size"}
 
 class CheckpointError(RuntimeError):
     pass
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or a kernel interrupt) during training, said in one line: what is saved and how to resume. Still a
-    KeyboardInterrupt, so nothing catches it as an error; IPython shows its line instead of a traceback."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's own rendering
-        return [f"interrupted: {self.message}"]
 
 
 def says_interrupt(fit):

@@ -8,7 +8,7 @@ import torch
 
 from conftest import tiny_splits
 from kdlib.__main__ import main
-from kdlib.checkpoint import RunInterrupted
+from kdlib.interrupt import RunInterrupted
 from kdlib.train import TrainConfig, fit
 
 CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.05, warmup_epochs=0.5, progress=False)
@@ -117,3 +117,30 @@ def test_any_other_command_interrupted_is_one_line(monkeypatch, capsys):
     assert _main(["kaggle", "status", "someone/some-kernel", "--wait"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [
         "interrupted: stopped before it finished; nothing kdlib had written is lost. Run the command again."]
+
+
+def test_ctrl_c_while_the_image_store_is_built_says_what_is_kept(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from kdlib.data import image_store
+
+    items = []
+    for i in range(6):
+        Image.new("RGB", (20, 20), (30 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        items.append((str(tmp_path / f"{i}.png"), i % 2))
+    real, calls = image_store._decode_chunk, []
+
+    def ctrl_c_at_the_third_chunk(args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(args)
+
+    monkeypatch.setattr(image_store, "_decode_chunk", ctrl_c_at_the_third_chunk)
+    stopped = _interrupted(lambda: image_store.build_store(items, tmp_path / "store", size=8, workers=1, chunk=2,
+                                                           flush_every=2, progress=False))
+    assert re.fullmatch(rf"decoding into {re.escape(str(tmp_path / 'store'))} stopped; the 4 of 6 images decoded "
+                        r"before the last save are kept: run the same command \(or cell\) again to go on from there",
+                        str(stopped))
+    monkeypatch.setattr(image_store, "_decode_chunk", real)
+    assert image_store.build_store(items, tmp_path / "store", size=8, workers=1, progress=False).valid.all()

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..interrupt import RunInterrupted
+
 META = "meta.json"
 
 
@@ -206,7 +208,7 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
         elif meta["done"]:
             stored = np.load(folder / "digests.npy")
             done = meta["done"]
-            chunks = [paths[i:i + chunk] for i in range(0, done, chunk)]
+            chunks = [paths[i:min(i + chunk, done)] for i in range(0, done, chunk)]
             bar = tqdm(total=done, desc="checking the stored images against their files", disable=not progress,
                        mininterval=2.0)
             current = []
@@ -252,6 +254,10 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
             decode(list(range(i, min(n, i + flush_every))))
             save_progress(min(n, i + flush_every), False)
         bar.close()
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"decoding into {folder} stopped; the {meta['done']:,} of {n:,} images decoded before "
+                             "the last save are kept: run the same command (or cell) again to go on from "
+                             "there") from None
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
