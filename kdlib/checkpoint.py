@@ -124,6 +124,11 @@ def _load_part(part, state, name: str, path: Path) -> None:
                               "again.") from exc
 
 
+# What last.pt holds beside its identity: everything a resumed run goes on from.
+RUN_STATE = ("model", "optimizer", "scheduler", "scaler", "objective", "epoch", "history", "best_val_accuracy",
+             "best_epoch", "train_seconds")
+
+
 @dataclass
 class Progress:
     """How far a run has come: what ``last.pt`` carries besides the weights and the optimiser's state."""
@@ -165,6 +170,10 @@ class Checkpoints:
             return self._progress
         state = load_checkpoint(self.last_path)
         check_resumable(state, self.last_path, self.config.to_dict(), self.objective.settings(), self.data_fingerprint)
+        missing = [key for key in RUN_STATE if key not in state]
+        if missing:
+            raise CheckpointError(f"{self.last_path} lacks {', '.join(missing)}: it is not a whole run's state (a best.pt "
+                                  f"copied over it?). Delete the folder {self.folder} to train this run again.")
         for part in ("model", "optimizer", "scheduler", "scaler", "objective"):
             _load_part(getattr(self, part), state[part], part, self.last_path)
         self._saved_objective = state["objective"]

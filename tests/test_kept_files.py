@@ -213,3 +213,10 @@ def test_an_out_dir_naming_a_file_is_one_line_in_the_notebook_too(tmp_path):
     (tmp_path / "results.txt").write_text("x")
     with pytest.raises(ValueError, match=r"OUT_DIR '.*results\.txt' is a file, not a folder"):
         prepare_out_dir(tmp_path / "results.txt", "mnist-kd")
+
+
+def test_a_best_pt_copied_over_last_pt_is_one_line(tmp_path):
+    data, folder = _killed_before_its_record(tmp_path)
+    shutil.copy(folder / "best.pt", folder / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt lacks optimizer, scheduler.*not a whole run's state"):
+        _train(tmp_path, data)
