@@ -224,7 +224,8 @@ def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None =
     if epochs is not None:
         cfg.train.epochs = check_epochs(epochs)
         if cfg.train.epochs <= cfg.warmup_epochs:
-            raise ValueError(f"{parameter('EPOCHS')}={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")
+            raise ValueError(f"{parameter('EPOCHS')}={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up "
+                             "epoch(s)")
     if target_rate is not None:
         cfg.target_rate = check_rate(target_rate)
     if scoring is not None:
