@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -217,6 +218,9 @@ def _main(argv: list[str] | None = None) -> int:
         executed = run_notebook(args.experiment, args.preset, args.out, args.data, seeds=args.seeds, device=args.device,
                                 **{name: getattr(args, name) for name in per_experiment})
     except KeyboardInterrupt:
+        # The kernel is interrupted too, and the cell papermill was waiting on ends in an error nobody retrieves now:
+        # asyncio would print it, with a traceback, as this process exits.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         print(f"interrupted: the run stopped; every finished run and each unfinished run's last checkpoint (after its "
               f"last finished epoch) stay in {args.out / 'runs'}: run the same command again to resume from there.",
               file=sys.stderr)

@@ -60,9 +60,9 @@ def says_interrupt(fit):
                 epochs = len(json.loads((Path(folder) / "history.json").read_text()))
             except (OSError, ValueError):
                 epochs = 0
-            kept = (f"its last checkpoint ({Path(folder) / 'last.pt'}, after epoch {epochs}) is kept" if epochs else
-                    "no epoch of it had finished, so nothing of it is saved")
-            raise RunInterrupted(f"{desc} stopped; every finished run and {kept}: run the same command (or cell) "
+            kept = (f"and its last checkpoint ({Path(folder) / 'last.pt'}, after epoch {epochs})" if epochs else
+                    "(none of this one: no epoch of it had finished)")
+            raise RunInterrupted(f"{desc} stopped; every finished run is kept {kept}: run the same command (or cell) "
                                  "again to resume from there") from None
     return wrapper
 

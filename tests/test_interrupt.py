@@ -48,7 +48,7 @@ def test_ctrl_c_in_training_says_what_is_kept_and_the_rerun_resumes(tmp_path):
                                        desc="direct seed 0", callbacks=(_ctrl_c_after(2),)))
     line = str(stopped)
     assert "\n" not in line and line.startswith("direct seed 0 stopped")
-    assert f"its last checkpoint ({tmp_path / 'last.pt'}, after epoch 2) is kept" in line
+    assert f"every finished run is kept and its last checkpoint ({tmp_path / 'last.pt'}, after epoch 2)" in line
     assert "run the same command (or cell) again to resume from there" in line
     assert fit(_model(), data, CONFIG, device=torch.device("cpu"), checkpoint_dir=tmp_path).resumed_from_epoch == 2
 
@@ -56,7 +56,7 @@ def test_ctrl_c_in_training_says_what_is_kept_and_the_rerun_resumes(tmp_path):
 def test_ctrl_c_before_the_first_epoch_or_without_a_folder_says_so(tmp_path):
     data = tiny_splits()
     _interrupted(lambda: fit(_model(), data, CONFIG, device=torch.device("cpu"), checkpoint_dir=tmp_path,
-                             train_loader=_Interrupting(data)), "no epoch of it had finished, so nothing of it is saved")
+                             train_loader=_Interrupting(data)), r"every finished run is kept \(none of this one: no epoch of it had finished\)")
     _interrupted(lambda: fit(_model(), data, CONFIG, device=torch.device("cpu"), callbacks=(_ctrl_c_after(1),)),
                  "keeps no checkpoint, so it starts over")
 
@@ -88,8 +88,8 @@ def test_a_notebook_shows_the_line_not_a_traceback(tmp_path):
     with capture_output() as shown:
         shell.run_cell("fit(model, data, config, device=cpu, checkpoint_dir=folder, desc='kd seed 1', callbacks=(stop,))")
     assert shown.stdout.strip().splitlines() == [
-        f"interrupted: kd seed 1 stopped; every finished run and its last checkpoint ({tmp_path / 'last.pt'}, after "
-        "epoch 1) is kept: run the same command (or cell) again to resume from there"]
+        f"interrupted: kd seed 1 stopped; every finished run is kept and its last checkpoint ({tmp_path / 'last.pt'}, "
+        "after epoch 1): run the same command (or cell) again to resume from there"]
 
 
 def test_the_cli_says_where_the_runs_are_kept_in_one_line(tmp_path, monkeypatch, capsys):
