@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from .experiments import NOTEBOOKS
@@ -77,43 +77,71 @@ def failed_notebook_path(out: Path, experiment: str) -> Path:
     return out / (Path(NOTEBOOKS[experiment]).stem + ".failed.ipynb")
 
 
-def check_out_dir(out: Path) -> str | None:
-    """Why ``--out`` cannot hold a run (in one line), or None when it can."""
-    if out.exists() and not out.is_dir():
-        return f"--out {str(out)!r} is a file, not a folder: name a folder (it is created if missing)"
+def check_parameters(args, options) -> str | None:
+    """Why the notebook would refuse these parameters (one line), or None: the experiment's own ``make_config`` and
+    ``runtime.select_device`` check them, here before a kernel starts, there in the notebook's first cell."""
+    from . import runtime
+
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        return f"--out {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can write to"
+        experiment_module(args.experiment).make_config(args.preset, seeds=args.seeds, progress=False,
+                                                       **{name: getattr(args, name) for name in options})
+        if args.device is not None:
+            runtime.select_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        return str(exc)
     return None
 
+
+def check_out_dir(out: Path) -> str | None:
+    """Why ``--out`` cannot hold a run (in one line), or None when it can (the notebook's OUT_DIR gets the same)."""
+    from .experiments.common import out_dir_problem
+
+    return out_dir_problem(out)
+
+
+def _folder(text: str) -> Path:
+    """--out as a folder; '' would be the current folder, which nobody means."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("'' names no folder")
+    return Path(text)
+
+
+EPOCHS_BOUND = 1000  # experiments.common.MAX_EPOCHS, stated here so --help imports no torch (a test keeps them equal)
 
 RESUME_HELP = ("continue an earlier version's runs: attach that kernel's output (usually this kernel's own id) "
                "as a kernel source; the notebook restores its checkpoints from /kaggle/input")
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # one line, not a traceback (a run says what it keeps itself)
+        print("interrupted: stopped before it finished; nothing kdlib had written is lost. Run the command again.",
+              file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute an experiment's notebook headlessly")
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))
     run.add_argument("--preset", default="demo",
                      help="demo, quick or full (cifar10-ast also cpu-real: the shoot-out on real images on a CPU)")
-    run.add_argument("--out", type=Path, required=True, help="folder for results.json, figures/ and the executed notebook")
+    run.add_argument("--out", type=_folder, required=True, help="folder for results.json, figures/ and the executed notebook")
     run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
                                     "then demo uses the embedded digits, quick and full download)")
-    run.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the preset's)")
+    run.add_argument("--seeds", type=int, nargs="+", help="training seeds, distinct, from 0 to 2**32 - 1 (default: the preset's)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
-    run.add_argument("--teacher-epochs", type=int, help="mnist-kd: the teacher's epochs")
-    run.add_argument("--student-epochs", type=int, help="mnist-kd: each student's epochs")
+    run.add_argument("--teacher-epochs", type=int, help=f"mnist-kd: the teacher's epochs (1 to {EPOCHS_BOUND})")
+    run.add_argument("--student-epochs", type=int, help=f"mnist-kd: each student's epochs (1 to {EPOCHS_BOUND})")
     run.add_argument("--ablate", nargs="*", metavar="COMPONENT",
                      help="mnist-kd: HPM-KD components removed in turn (default: all six; none: no ablation)")
     run.add_argument("--ablation-seeds", type=int, metavar="N",
                      help="mnist-kd: the ablation runs the first N seeds (default: the preset's; demo 1, quick/full all)")
-    run.add_argument("--epochs", type=int, help="cifar10-ast, imagenet100-ast: epochs")
-    run.add_argument("--target-rate", type=float, help="cifar10-ast, imagenet100-ast: the controller's target activation rate")
+    run.add_argument("--epochs", type=int, help=f"cifar10-ast, imagenet100-ast: epochs (1 to {EPOCHS_BOUND})")
+    run.add_argument("--target-rate", type=float,
+                     help="cifar10-ast, imagenet100-ast: the controller's target activation rate, in (0, 1]")
     run.add_argument("--scoring", choices=("forward", "stale"), help="cifar10-ast, imagenet100-ast: how samples are scored")
     run.add_argument("--methods", nargs="+", metavar="METHOD",
                      help="cifar10-ast, imagenet100-ast: which methods run (default: the preset's): full; full@F "
@@ -166,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return selftest_main(args.device, args.out)
     if args.command == "kaggle":
         return kaggle_main(args)
+    if args.data is not None and not args.data.strip():
+        parser.error("--data '' names no folder: give a folder, or leave --data out to search the input root")
     if args.data and not args.data.startswith("kaggle:") and not Path(args.data).exists():
         parser.error(f"--data {args.data!r} does not exist")
     if args.seeds and len(set(args.seeds)) != len(args.seeds):
@@ -184,27 +214,64 @@ def main(argv: list[str] | None = None) -> int:
             experiment_module(args.experiment).check_methods(args.methods)
         except ValueError as exc:
             parser.error(f"--methods {' '.join(args.methods)}: {exc}")
+    if args.ablate is not None and "none" in args.ablate:
+        if args.ablate != ["none"]:
+            parser.error(f"--ablate {' '.join(args.ablate)}: 'none' means no ablation, so it stands alone")
+        args.ablate = []
+    problem = check_parameters(args, per_experiment)
+    if problem:
+        parser.error(problem)
     problem = check_out_dir(args.out)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     from papermill.exceptions import PapermillExecutionError
 
+    folder = _identity_of(args.out)
     try:
         executed = run_notebook(args.experiment, args.preset, args.out, args.data, seeds=args.seeds, device=args.device,
                                 **{name: getattr(args, name) for name in per_experiment})
-    except PapermillExecutionError as exc:
-        print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-              f"the partly executed notebook is {failed_notebook_path(args.out, args.experiment)}; results computed "
-              f"so far stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: {exc}; results computed so far stay in {args.out / 'runs'}.", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        # The kernel is interrupted too, and the cell papermill was waiting on ends in an error nobody retrieves now:
+        # asyncio would print it, with a traceback, as this process exits.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        print(f"interrupted: the run stopped; every finished run and each unfinished run's last checkpoint (after its "
+              f"last finished epoch) stay in {args.out / 'runs'}: run the same command again to resume from there.",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if _identity_of(args.out) != folder:  # whatever failed first (papermill's save, a kdlib write), this is why
+            print(f"error: --out {args.out} was deleted or replaced during the run: the run stopped there, and what the "
+                  "folder held is lost. Run again to start over.", file=sys.stderr)
+            return 1
+        if not isinstance(exc, (PapermillExecutionError, OSError)):
+            raise
+        return _report_failure(exc, args)
     results = json.loads((args.out / "results.json").read_text())
     print((args.out / "results.txt").read_text())
     print(f"executed notebook: {executed}\nresults: {args.out / 'results.json'} ({len(results['runs'])} runs)")
     return 0
+
+
+def _identity_of(folder: Path) -> tuple | None:
+    """(device, inode) of ``folder``, None when it is gone: a folder replaced by another of the same name differs."""
+    try:
+        stat = folder.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _report_failure(exc: Exception, args) -> int:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        print(f"error: the notebook stopped in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+              f"the partly executed notebook is {failed_notebook_path(args.out, args.experiment)}; results computed "
+              f"so far stay in {args.out / 'runs'} and are reused when you run again.", file=sys.stderr)
+        return 1
+    print(f"error: {exc}; results computed so far stay in {args.out / 'runs'}.", file=sys.stderr)
+    return 1
 
 
 def kaggle_main(args) -> int:

@@ -92,58 +92,146 @@ def _bundle_problems(notebook: Path) -> list[str]:
     return problems
 
 
-def validate_kernel_folder(folder: str | Path) -> list[str]:
-    """Problems with a kernel folder, each naming the field or file and the fix; empty when it can be pushed."""
+# The metadata's fields by type, as the kaggle client reads them (kernels_push): strings, flags (its get_bool takes
+# true/false or "true"/"false", nothing else) and lists of strings.
+STRING_FIELDS = ("id", "title", "code_file", "language", "kernel_type", "machine_shape", "docker_image",
+                 "docker_image_pinning_type")
+FLAG_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
+SOURCE_FIELDS = ("dataset_sources", "kernel_sources", "model_sources", "competition_sources")
+LIST_FIELDS = (*SOURCE_FIELDS, "keywords")
+# Kaggle's GPU machine shapes are named after the card (NvidiaTeslaT4, NvidiaTeslaT4Highmem, ...; the client keeps no
+# list, only the retired ones); kdlib needs a CUDA GPU, so TPU shapes (TpuV5E8) are refused too.
+GPU_SHAPE = re.compile(r"Nvidia[A-Za-z0-9]+")
+# A Kaggle user name or URL slug: ASCII letters, digits and hyphens (Kaggle refuses spaces and other letters).
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+
+
+def read_metadata(path: Path) -> dict:
+    """A kernel folder's metadata as a dict; a ValueError naming the file when it is not a JSON object."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: must hold a JSON object of fields, not a {type(meta).__name__}")
+    return meta
+
+
+def machine_shape_problem(shape, field: str = "machine_shape") -> str | None:
+    """Why kdlib cannot run on ``shape`` (one line naming ``field``), or None. Retired shapes are the client's."""
+    retired = getattr(_client_module(), "_RETIRED_ACCELERATORS", {})
+    if not shape:
+        return f"{field}: not set; use {T4_SHAPE!r} (Kaggle's T4 x2)"
+    if not isinstance(shape, str):
+        return f"{field}: {shape!r} must be a string, e.g. {T4_SHAPE!r}"
+    if "p100" in shape.lower():
+        return f"{field}: {shape!r}: P100 sessions no longer run current PyTorch; use {T4_SHAPE!r}"
+    if shape.lower() in retired:
+        return f"{field}: {shape!r} is retired ({retired[shape.lower()]}); use {T4_SHAPE!r}"
+    if not GPU_SHAPE.fullmatch(shape):
+        return (f"{field}: {shape!r} is not a Kaggle GPU machine shape (those are named after the card, Nvidia...; "
+                f"a TPU has no CUDA GPU for kdlib); use {T4_SHAPE!r}, Kaggle's T4 x2")
+    return None
+
+
+def ref_problem(ref, field: str, client_check=None) -> str | None:
+    """Why ``ref`` is not an 'owner/slug' Kaggle would accept (``client_check``, the kaggle client's own check of
+    its form, by default the kernel one; then ours: an owner and a slug of ASCII letters, digits and hyphens, the
+    slug in lower case as Kaggle makes it), or None."""
+    if not isinstance(ref, str):
+        return f"{field}: {ref!r} must be a string 'owner/slug'"
+    try:
+        (client_check or _official_api().validate_kernel_string)(ref)
+    except ValueError as exc:
+        return f"{field}: {ref!r}: {exc}"
+    owner, slug = (ref.split("/") + [""])[:2]
+    if not _NAME.fullmatch(owner):
+        return f"{field}: {ref!r}: the owner {owner!r} is not a Kaggle user name (ASCII letters, digits and hyphens)"
+    if not _NAME.fullmatch(slug) or slug != slug.lower():
+        return f"{field}: {ref!r}: the slug {slug!r} is not a Kaggle slug (lower-case ASCII letters, digits and hyphens)"
+    return None
+
+
+def metadata_problems(meta: dict) -> list[str]:
+    """Problems with a kernel's metadata, at most one per field (each naming it): its type first, then its value,
+    against the official client's accepted values where it has them."""
     from slugify import slugify
 
+    api, problems = _official_api(), []
+    for field in STRING_FIELDS:
+        if field in meta and not isinstance(meta[field], str):
+            problems.append(f"{field}: {meta[field]!r} must be a string")
+    for field in FLAG_FIELDS:
+        if field in meta:
+            try:
+                api.get_bool(meta, field, False)
+            except (ValueError, TypeError):
+                problems.append(f"{field}: {meta[field]!r} must be true or false")
+    for field in LIST_FIELDS:
+        value = meta.get(field, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            example = f"[{value!r}]" if isinstance(value, str) else "[]"
+            problems.append(f"{field}: {value!r} must be a list of strings, e.g. {example}")
+    wrong = {p.split(":", 1)[0] for p in problems}
+
+    def ok(field):
+        return field not in wrong
+
+    title = meta.get("title") or ""
+    if ok("title") and len(title) < 5:
+        problems.append("title: must be at least 5 characters (the kaggle client refuses shorter titles)")
+    kernel_id = meta.get("id") or ""
+    if ok("id"):
+        if not kernel_id:
+            problems.append("id: set it to '<owner>/<slug>'")
+        elif (problem := ref_problem(kernel_id, "id")) is not None:
+            problems.append(problem)
+        elif len(kernel_id.split("/")) > 2:
+            problems.append(f"id: {kernel_id!r} must not carry a version")
+        elif ok("title") and title and kernel_id.split("/")[1].lower() != slugify(title):
+            slug = kernel_id.split("/")[1]
+            problems.append(f"id: slug {slug!r} must equal the title's slug {slugify(title)!r}; change one of them")
+    if ok("language") and meta.get("language") not in api.valid_push_language_types:
+        problems.append(f"language: {meta.get('language')!r}; use one of {api.valid_push_language_types}")
+    if ok("kernel_type") and meta.get("kernel_type") not in api.valid_push_kernel_types:
+        problems.append(f"kernel_type: {meta.get('kernel_type')!r}; use one of {api.valid_push_kernel_types}")
+    pinning = meta.get("docker_image_pinning_type")
+    if ok("docker_image_pinning_type") and pinning is not None and pinning not in api.valid_push_pinning_types:
+        problems.append(f"docker_image_pinning_type: {pinning!r}; use one of {api.valid_push_pinning_types}")
+    for field, check in (("dataset_sources", api.validate_dataset_string), ("kernel_sources", api.validate_kernel_string)):
+        problems += [problem for ref in (meta.get(field, []) if ok(field) else [])
+                     if (problem := ref_problem(ref, field, check)) is not None]
+    for source in meta.get("model_sources", []) if ok("model_sources") else []:
+        try:
+            api.validate_model_instance_version_string(source)
+        except ValueError as exc:
+            problems.append(f"model_sources: {source!r}: {exc}")
+
+    # ours
+    if ok("machine_shape") and (problem := machine_shape_problem(meta.get("machine_shape"))) is not None:
+        problems.append(problem)
+    if ok("enable_internet") and "enable_internet" not in meta:
+        problems.append("enable_internet: state it explicitly (true or false); the kaggle client defaults it to true")
+    return problems
+
+
+def validate_kernel_folder(folder: str | Path) -> list[str]:
+    """Problems with a kernel folder, each naming the field or file and the fix; empty when it can be pushed."""
     folder = Path(folder)
     meta_path = folder / METADATA_FILE
     if not meta_path.is_file():
         return [f"{meta_path}: missing; create it (see kaggle_kernels/*/{METADATA_FILE})"]
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        return [f"{meta_path}: not valid JSON ({exc})"]
-    api, problems = _official_api(), []
-
-    title = meta.get("title") or ""
-    if len(title) < 5:
-        problems.append("title: must be at least 5 characters (the kaggle client refuses shorter titles)")
-    kernel_id = meta.get("id") or ""
-    if not kernel_id:
-        problems.append("id: set it to '<owner>/<slug>'")
-    else:
-        try:
-            owner, slug, version = api.parse_kernel_string(kernel_id)
-            api.validate_kernel_string(kernel_id)
-            if version is not None:
-                problems.append(f"id: {kernel_id!r} must not carry a version")
-            if title and slug.lower() != slugify(title):
-                problems.append(f"id: slug {slug!r} must equal the title's slug {slugify(title)!r}; change one of them")
-        except ValueError as exc:
-            problems.append(f"id: {exc}")
-    if meta.get("language") not in api.valid_push_language_types:
-        problems.append(f"language: {meta.get('language')!r}; use one of {api.valid_push_language_types}")
-    if meta.get("kernel_type") not in api.valid_push_kernel_types:
-        problems.append(f"kernel_type: {meta.get('kernel_type')!r}; use one of {api.valid_push_kernel_types}")
-    for field, check in (("dataset_sources", api.validate_dataset_string), ("kernel_sources", api.validate_kernel_string),
-                         ("model_sources", api.validate_model_instance_version_string)):
-        for source in meta.get(field, []):
-            try:
-                check(source)
-            except ValueError as exc:
-                problems.append(f"{field}: {source!r}: {exc}")
-
-    # ours
-    shape = meta.get("machine_shape")
-    if not shape:
-        problems.append(f"machine_shape: not set; use {T4_SHAPE!r} (Kaggle's T4 x2)")
-    elif "p100" in str(shape).lower():
-        problems.append(f"machine_shape: {shape!r}: P100 sessions no longer run current PyTorch; use {T4_SHAPE!r}")
-    if not isinstance(meta.get("enable_internet"), bool):
-        problems.append("enable_internet: state it explicitly (true or false); the kaggle client defaults it to true")
-    code_path = folder / meta.get("code_file", "")
-    if not meta.get("code_file") or not code_path.is_file():
+        meta = read_metadata(meta_path)
+    except ValueError as exc:
+        return [str(exc)]
+    problems = metadata_problems(meta)
+    code_path = folder / (meta.get("code_file") if isinstance(meta.get("code_file"), str) else "")
+    if any(p.startswith("code_file:") for p in problems):
+        pass  # one problem per field
+    elif not meta.get("code_file") or not code_path.is_file():
         problems.append(f"code_file: {str(code_path)!r} not found; put the notebook in the folder (kdlib kaggle build)")
     elif code_path.suffix == ".ipynb":
         cells = json.loads(code_path.read_text()).get("cells", [])
@@ -169,13 +257,29 @@ def validate_kernel(name: str) -> list[str]:
     source = KERNELS_DIR / name
     if not (source / METADATA_FILE).is_file():
         return [f"no kernel {name!r}; known: {', '.join(kernel_names())}"]
+    try:
+        code_file = read_metadata(source / METADATA_FILE).get("code_file")
+    except ValueError as exc:
+        return [str(exc)]
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / name
         shutil.copytree(source, staged)
-        code_file = json.loads((source / METADATA_FILE).read_text()).get("code_file", "")
-        if code_file and (NOTEBOOK_DIR / code_file).is_file():
+        if isinstance(code_file, str) and code_file and (NOTEBOOK_DIR / code_file).is_file():
             shutil.copy(NOTEBOOK_DIR / code_file, staged / code_file)
-        return validate_kernel_folder(staged)
+        return validate_kernel_folder(staged) + duplicate_id_problems(name)
+
+
+def duplicate_id_problems(name: str) -> list[str]:
+    """Kernel folders whose metadata carries the same id as ``name``'s: a push of one would replace the other."""
+    def kernel_id(folder: str):
+        try:
+            return read_metadata(KERNELS_DIR / folder / METADATA_FILE).get("id")
+        except ValueError:
+            return None
+
+    mine = kernel_id(name)
+    same = [other for other in kernel_names() if other != name and mine and kernel_id(other) == mine]
+    return [f"id: {mine!r} is also the id of kaggle_kernels/{other}; give each kernel its own" for other in same]
 
 
 BUNDLE_DIR = "/tmp/kdlib_bundle"
@@ -238,7 +342,12 @@ def default_preset(name: str) -> str:
     """The preset kernel ``name`` runs unless told otherwise (its folder's kdlib.json); None for a kernel
     without presets (the GPU self-check)."""
     path = KERNELS_DIR / name / PRESET_FILE
-    return json.loads(path.read_text())["preset"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    preset = read_metadata(path).get("preset")
+    if preset not in PRESETS:
+        raise ValueError(f"{path}: preset {preset!r}; use one of {', '.join(PRESETS)}")
+    return preset
 
 
 def inject_parameters(nb, **parameters) -> None:
@@ -270,9 +379,17 @@ def build(name: str, out_dir: str | Path, owner: str | None = None, preset: str 
     source = KERNELS_DIR / name
     if not (source / METADATA_FILE).is_file():
         raise ValueError(f"no kernel {name!r}; known: {', '.join(kernel_names())}")
-    meta = json.loads((source / METADATA_FILE).read_text())
+    meta = read_metadata(source / METADATA_FILE)
+    wrong = metadata_problems(meta)
+    if wrong:
+        raise ValueError(f"{source / METADATA_FILE}: {'; '.join(wrong)}")
     owner = owner or os.environ.get("KAGGLE_USERNAME") or OWNER_PLACEHOLDER
+    if not _NAME.fullmatch(owner):
+        raise ValueError(f"--owner {owner!r} (or $KAGGLE_USERNAME) is not a Kaggle user name (ASCII letters, digits and "
+                         "hyphens)")
     meta["id"] = f"{owner}/{meta['id'].split('/', 1)[1]}"
+    if resume_from and (problem := ref_problem(resume_from, "--resume-from")) is not None:
+        raise ValueError(problem)
     if resume_from and resume_from not in meta.setdefault("kernel_sources", []):
         meta["kernel_sources"].append(resume_from)
     nb = nbformat.read(NOTEBOOK_DIR / meta["code_file"], as_version=4)
@@ -406,8 +523,8 @@ def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bo
     ``name``; returns what was (or would be) sent.
     ``timeout`` (seconds) and ``accelerator`` (a machine shape such as NvidiaTeslaT4) go to the official client's
     ``kernels_push``; the owner defaults to the client's configuration (``configured_owner``)."""
-    if accelerator and "p100" in accelerator.lower():
-        raise ValueError(f"--accelerator {accelerator}: P100 sessions no longer run current PyTorch; use {T4_SHAPE}")
+    if accelerator and (problem := machine_shape_problem(accelerator, "--accelerator")) is not None:
+        raise ValueError(problem)
     api = None
     owner = owner or configured_owner()
     if not owner and not dry_run:

@@ -16,6 +16,9 @@ def pyplot():
 
 def save_figure(fig, path: str | Path | None):
     if path is not None:
+        from .fileio import check_claimed
+
+        check_claimed(path)  # never recreate a run's folder that vanished
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig

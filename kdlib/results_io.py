@@ -13,13 +13,14 @@ import pandas as pd
 from . import __version__
 from .evaluate import mean_std
 from .fileio import atomic_write_json, atomic_write_text
+from .runs import check_metrics, record_path
 
 RUN_FIELDS = ("method", "model", "params", "seed", "test_accuracy", "val_accuracy", "train_seconds", "epochs")
 SUMMARY_FIELDS = ("method", "model", "params", "n_seeds", "test_accuracy_mean", "test_accuracy_std", "retention",
                   "compression")
 # What a run record carries for the notebook and the statistics but results.json leaves out (per-epoch history,
 # per-sample predictions, the confusion matrix): results.json stays a summary a person can read.
-RECORD_ONLY_FIELDS = ("history", "confusion_matrix", "test_predictions")
+RECORD_ONLY_FIELDS = ("history", "confusion_matrix", "test_predictions", "test_labels")
 
 
 def summarize(runs: list[dict], reference: str = "teacher") -> list[dict]:
@@ -52,7 +53,11 @@ def summarize(runs: list[dict], reference: str = "teacher") -> list[dict]:
 
 def build_results(experiment: str, preset: str, dataset: dict, hardware: dict, runs: list[dict],
                   config: dict | None = None, reference: str = "teacher", **extra) -> dict:
-    """results.json's content from the run records (less RECORD_ONLY_FIELDS) and their summary."""
+    """results.json's content from the run records (less RECORD_ONLY_FIELDS) and their summary. Each record's
+    accuracy, per-class accuracy and confusion matrix are first recomputed from its test predictions and labels
+    (``runs.check_metrics``): a record they contradict is a ``runs.DamagedRunError``."""
+    for r in runs:
+        check_metrics(r, str(record_path("OUT_DIR", r["method"], r["seed"])))
     return {
         "experiment": experiment,
         "preset": preset,

@@ -101,6 +101,9 @@ def read_record(path: Path, wanted: dict | None) -> dict:
     """The finished run's record, after checking it was made from ``wanted`` (the identity asked for now)."""
     path = Path(path)
     record = read_json(path)
+    if not isinstance(record, dict):
+        raise DamagedRunError(f"{path} holds a JSON {type(record).__name__}, not a run's record. Delete the folder "
+                              f"{path.parent} to train that run again.")
     if wanted is not None:
         saved = record.get("identity")
         if saved is None:
@@ -115,7 +118,61 @@ def read_record(path: Path, wanted: dict | None) -> dict:
     legacy = path.parent / LEGACY_PREDICTIONS_FILE
     if "test_accuracy" in record and "test_predictions" not in record and legacy.exists():
         record["test_predictions"] = _load_array(legacy).tolist()
+    check_metrics(record, str(path))
     return record
+
+
+def metric_disagreements(record: dict) -> list[str]:
+    """What in a tested run's record disagrees with its test predictions and labels: the accuracy, the per-class
+    accuracy and the confusion matrix, each recomputed from them. A record without labels (an older kdlib) is checked
+    against its own confusion matrix, whose columns must count the predictions; one without predictions, not at all."""
+    from .evaluate import confusion_matrix, per_class_accuracy
+
+    predictions, labels = record.get("test_predictions"), record.get("test_labels")
+    if "test_accuracy" not in record or predictions is None:
+        return []
+    predictions = np.asarray(predictions)
+    stored_cm = None if record.get("confusion_matrix") is None else np.asarray(record["confusion_matrix"])
+    num_classes = len(stored_cm) if stored_cm is not None else None
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != predictions.shape:
+            return [f"{len(labels)} test labels for {len(predictions)} test predictions"]
+    if num_classes is None and labels is not None and len(labels):
+        num_classes = int(max(labels.max(), predictions.max())) + 1
+    if num_classes is None:
+        return []
+    for name, values in (("test_predictions", predictions), ("test_labels", labels)):
+        if values is not None and (len(values) == 0 or not np.issubdtype(values.dtype, np.integer)
+                                   or values.min() < 0 or values.max() >= num_classes):
+            return [f"{name} are not {len(values) or 'any'} class indices in 0..{num_classes - 1}"]
+    problems = []
+    if labels is not None:
+        cm = confusion_matrix(predictions, labels, num_classes)
+        if stored_cm is not None and (stored_cm.shape != cm.shape or not np.array_equal(stored_cm, cm)):
+            problems.append("confusion_matrix differs from the one the predictions and labels give")
+    elif stored_cm is not None:
+        cm = stored_cm
+        if not np.array_equal(cm.sum(axis=0), np.bincount(predictions, minlength=num_classes)):
+            problems.append("confusion_matrix's columns do not count the test predictions")
+    accuracy = float(np.trace(cm) / max(cm.sum(), 1))
+    if not isinstance(record["test_accuracy"], (int, float)) or abs(record["test_accuracy"] - accuracy) > 1e-6:
+        problems.append(f"test_accuracy is {record['test_accuracy']!r}, the predictions give {accuracy:.6f}")
+    if record.get("per_class_accuracy") is not None:
+        stored = np.asarray(record["per_class_accuracy"], dtype=float)
+        recomputed = per_class_accuracy(cm)
+        if stored.shape != recomputed.shape or not np.allclose(stored, recomputed, atol=1e-9, equal_nan=True):
+            problems.append("per_class_accuracy differs from what the predictions give")
+    return problems
+
+
+def check_metrics(record: dict, path: str) -> None:
+    """``DamagedRunError`` naming the record's file when ``metric_disagreements`` finds any: a result is never
+    published from numbers its own predictions contradict."""
+    problems = metric_disagreements(record)
+    if problems:
+        raise DamagedRunError(f"{path} contradicts its own test predictions ({'; '.join(problems)}): it was edited or "
+                              f"damaged. Delete the folder {Path(path).parent} to train and test that run again.")
 
 
 def save_array(array: np.ndarray, path: Path) -> Path:

@@ -72,15 +72,29 @@ def default_out_dir(experiment: str) -> Path:
 
 
 def select_device(preferred: str | None = None) -> torch.device:
-    """``preferred`` ('cpu', 'cuda', 'cuda:1', 'mps') or the best available device."""
-    if preferred:
-        device = torch.device(preferred)
+    """``preferred`` ('cpu', 'cuda', 'cuda:1', 'mps') or the best available device (None). Anything else, or a device
+    that is not here, is one ValueError line naming DEVICE (--device)."""
+    if preferred is not None:
+        how = "name a device: 'cpu', 'cuda', 'cuda:1' or 'mps' (or None: a GPU when there is one, else the CPU)"
+        if not isinstance(preferred, str):
+            raise ValueError(f"DEVICE (--device)={preferred!r}: {how}")
+        try:
+            device = torch.device(preferred)
+        except RuntimeError:
+            raise ValueError(f"DEVICE (--device)={preferred!r} is not a device: {how}") from None
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"DEVICE (--device)={preferred!r}: kdlib trains on a CPU or a CUDA or MPS GPU; {how}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"DEVICE (--device)={preferred!r} was asked for but no MPS GPU is available here")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(
                 f"DEVICE={preferred!r} was asked for but no CUDA GPU is visible. "
                 "On Kaggle: Settings > Accelerator > GPU T4 x2; on Colab: Runtime > Change runtime type; "
                 "or set DEVICE=None to run on the CPU."
             )
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"DEVICE (--device)={preferred!r}: {torch.cuda.device_count()} CUDA GPU(s) are visible, "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from . import runtime
-from .checkpoint import Checkpoints
+from .checkpoint import Checkpoints, says_interrupt
 from .data.device_loader import ComposeBatch, DeviceLoader, RandomAffine, RandomCropFlip
 from .data.splits import ImageSplits
 from .energy import meter_for
@@ -246,6 +246,7 @@ class EpochTally:
         return (totals[0], totals[1], *(int(round(v)) for v in totals[2:5]), None if math.isnan(totals[5]) else totals[5])
 
 
+@says_interrupt  # Ctrl-C: one line saying what is kept, not a traceback
 def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objective: Objective | None = None,
         device: torch.device | None = None, checkpoint_dir: str | Path | None = None,
         callbacks: tuple[Callable[[int, dict], None], ...] = (), desc: str = "train",

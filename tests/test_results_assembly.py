@@ -10,6 +10,7 @@ from scipy.stats import t, ttest_rel
 
 from conftest import tiny_splits
 from kdlib import results_io
+from kdlib.evaluate import confusion_matrix
 from kdlib.experiments import cifar10_ast, hpmkd_reporting, imagenet100_ast, mnist_kd
 
 CPU = torch.device("cpu")
@@ -19,8 +20,8 @@ def _record(method, seed, params, predictions, labels, **extra):
     predictions = np.asarray(predictions)
     return {"method": method, "model": "m", "params": params, "seed": seed,
             "test_accuracy": float(np.mean(predictions == labels)), "val_accuracy": 0.5, "train_seconds": 1.0,
-            "epochs": 2, "test_predictions": predictions.tolist(), "history": [{"epoch": 1}],
-            "confusion_matrix": [[0]], **extra}
+            "epochs": 2, "test_predictions": predictions.tolist(), "test_labels": np.asarray(labels).tolist(),
+            "history": [{"epoch": 1}], "confusion_matrix": confusion_matrix(predictions, labels, 4).tolist(), **extra}
 
 
 def _wrong_on(labels, n):

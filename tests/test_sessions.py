@@ -124,9 +124,9 @@ def test_a_kept_store_is_linked_read_only_and_reused(tmp_path, monkeypatch, layo
     before = tree_state(root)
     store_dir = tmp_path / "temp" / "imagenet100-store"  # outside the working dir: links
     restored = sessions.restore_store(store_dir, root=root, echo=None)
-    assert [(r.item, r.action, r.files) for r in restored] == [("image store x-16px-train", "linked", 4)]
+    assert [(r.item, r.action, r.files) for r in restored] == [("image store x-16px-train", "linked", 5)]
     target = store_dir / "x-16px-train"
-    assert all((target / name).is_symlink() for name in ("images.u8", "labels.npy", "valid.npy", "meta.json"))
+    assert all((target / name).is_symlink() for name in ("images.u8", "labels.npy", "valid.npy", "digests.npy", "meta.json"))
     reused = image_store.build_store(items, target, 16, workers=1, progress=False)  # same source: opened, not rebuilt
     assert np.array_equal(np.asarray(reused.images), np.asarray(built.images))
     assert sessions.restore_store(store_dir, root=root, echo=None) == []  # complete here: kept

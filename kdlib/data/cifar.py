@@ -13,7 +13,7 @@ import os
 import pickle
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ import torch
 
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
-from .splits import CorruptDataError, ImageSplits, carve_stratified, carve_validation
+from .splits import (CorruptDataError, ImageSplits, carve_stratified, carve_validation, check_labels,
+                     note_duplicates)
 
 _MANIFEST = read_manifest("cifar10")
 CLASSES = list(_MANIFEST["classes"])
@@ -47,10 +48,15 @@ class _NotArrays(pickle.UnpicklingError):
 
 class _ArraysOnly(pickle.Unpickler):
     """CIFAR's pickles hold a dict of numpy arrays, lists and strings; nothing else may be constructed
-    (a plain pickle.load of a file from elsewhere can run arbitrary code)."""
+    (a plain pickle.load of a file from elsewhere can run arbitrary code). What builds an array differs by protocol
+    and numpy version, so each way is allowed: _reconstruct and ndarray (protocols 0-4; an empty array adds bytes),
+    _frombuffer (protocol 5), bytes and bytearray for their buffers, _codecs.encode for bytes under protocols 0-2."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {(numpy_module, name) for numpy_module in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for name in ("_reconstruct",)}
+    ALLOWED |= {(numpy_module, "_frombuffer") for numpy_module in ("numpy.core.numeric", "numpy._core.numeric")}
+    ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED |= {(builtins, name) for builtins in ("builtins", "__builtin__") for name in ("bytes", "bytearray")}
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -76,12 +82,12 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = entry.get("data"), entry.get("labels")
     if not isinstance(data, np.ndarray) or labels is None:
         raise CorruptDataError(f"{path}: missing 'data' array or 'labels'")
-    labels = np.asarray(labels, dtype=np.int64)
+    if len(data) == 0:
+        raise CorruptDataError(f"{path}: holds no images ('data' is empty): re-download it or re-attach the dataset")
+    labels = check_labels(labels, len(CLASSES), path)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise CorruptDataError(f"{path}: 'data' is {data.dtype} {data.shape} with {len(labels)} labels; "
                                "expected uint8 (N, 3072) and N labels")
-    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise CorruptDataError(f"{path}: labels out of range 0-9")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -115,7 +121,8 @@ class CifarImageTree:
 
     root: Path
     train: list[tuple[str, int]]
-    test: list[tuple[str, int]] | None  # None: no test/ folder (a test split is carved from train)
+    test: list[tuple[str, int]] | None  # None: no labelled test/ folder (a test split is carved from train)
+    notes: list[str] = field(default_factory=list)  # what the folders hold beside the classes (extra folders, ...)
 
     @property
     def formats(self) -> str:
@@ -123,35 +130,87 @@ class CifarImageTree:
         return "+".join(sorted({"JPEG" if s in (".jpg", ".jpeg") else "PNG" for s in suffixes}))
 
 
-def _class_folders(folder: Path) -> dict[int, Path] | None:
-    """{label: folder} when ``folder`` holds a sub-folder for each of the ten classes (names in any case)."""
+def _subfolders(folder: Path) -> dict[str, Path]:
+    """{lower-cased name: folder} of ``folder``'s visible sub-folders (none when it cannot be listed)."""
     try:
-        found = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
+        return {p.name.lower(): p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
     except OSError:
-        return None
-    if not all(name in found for name in CLASSES):
-        return None
+        return {}
+
+
+def _image_names(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def _split_classes(root: Path, split: str, notes: list[str]) -> dict[int, Path]:
+    """{label: folder} of ``root/split``, which holds a folder for every class (names in any case). A missing or empty
+    class is a CorruptDataError naming it; a folder that is not a class is named in ``notes``."""
+    found = _subfolders(root / split)
+    missing = [name for name in CLASSES if name not in found]
+    if missing:
+        raise CorruptDataError(f"{root / split} has no folder for the CIFAR-10 class(es) {', '.join(missing)} (it has "
+                               f"{', '.join(sorted(set(found) & set(CLASSES))) or 'none of them'}): add them"
+                               + (", or remove test/ to have a test split carved from train/" if split == "test" else ""))
+    empty = [name for name in CLASSES if not _image_names(found[name])]
+    if empty:
+        raise CorruptDataError(f"{root / split}: the class folder(s) {', '.join(empty)} hold no {'/'.join(IMAGE_SUFFIXES)} "
+                               "images: a class without images cannot be learned or tested")
+    extra = sorted(set(found) - set(CLASSES))
+    if extra:
+        notes.append(f"{split}/ holds folder(s) that are not CIFAR-10 classes, not used: {', '.join(extra)}")
     return {label: found[name] for label, name in enumerate(CLASSES)}
 
 
 def _image_files(folders: dict[int, Path]) -> list[tuple[str, int]]:
-    return [(str(folder / name), label) for label, folder in folders.items()
-            for name in sorted(os.listdir(folder)) if name.lower().endswith(IMAGE_SUFFIXES)]
+    return [(str(folder / name), label) for label, folder in folders.items() for name in _image_names(folder)]
+
+
+def _is_tree(folder: Path) -> bool:
+    """Whether ``folder`` holds train/ with a folder for each of the ten classes: where a CIFAR-10 tree is."""
+    return all(name in _subfolders(folder / "train") for name in CLASSES) if (folder / "train").is_dir() else False
 
 
 def index_image_tree(folder: str | Path) -> CifarImageTree | None:
-    """The image tree rooted at ``folder`` (``train/<class>/``, optional ``test/<class>/``), or None."""
+    """The image tree rooted at ``folder`` (``train/<class>/``, optional ``test/<class>/``), or None when ``folder``
+    holds no train/ with the ten class folders. Class folders are compared between train/, test/ and the manifest's
+    classes: one missing or empty is a CorruptDataError naming it, an extra one is a note."""
     folder = Path(folder)
-    subfolders = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else {}
-    train_classes = _class_folders(subfolders["train"]) if "train" in subfolders else None
-    if train_classes is None:
+    subfolders = _subfolders(folder)
+    if "train" not in subfolders or not _is_tree(folder):
         return None
-    train = _image_files(train_classes)
-    if not train:
+    root, notes = subfolders["train"].parent, []
+    train = _image_files(_split_classes(root, subfolders["train"].name, notes))
+    test = None
+    if "test" in subfolders:
+        test_folder = subfolders["test"]
+        if set(_subfolders(test_folder)) & set(CLASSES):
+            test = _image_files(_split_classes(root, test_folder.name, notes))
+        else:
+            notes.append(f"{test_folder.name}/ holds no CIFAR-10 class folders (unlabelled images?): not used")
+    return CifarImageTree(folder, train, test, notes)
+
+
+def explain_missing(root: str | Path) -> str | None:
+    """Why no complete CIFAR-10 was found below ``root``, when there is a near miss: a cifar-10-batches-py folder that
+    lacks batches, or a train/ that lacks class folders. None when nothing there looks like CIFAR-10."""
+    root = Path(root)
+    if not root.is_dir():
         return None
-    test_classes = _class_folders(subfolders["test"]) if "test" in subfolders else None
-    test = _image_files(test_classes) if test_classes else None
-    return CifarImageTree(folder, train, test or None)
+    groups = match_roles(root, {name: re.compile(re.escape(name)) for name in MD5})
+    if groups:
+        roles = groups[min(groups)]
+        return f"{next(iter(roles.values()))[0].parent} lacks {', '.join(n for n in MD5 if n not in roles)}"
+    frontier = [root]
+    for _ in range(MAX_TREE_DEPTH):
+        next_level = []
+        for folder in frontier:
+            found = set(_subfolders(folder / "train")) & set(CLASSES)
+            if found:
+                missing = [name for name in CLASSES if name not in found]
+                return f"{folder / 'train'} has no folder for the CIFAR-10 class(es) {', '.join(missing)}"
+            next_level += sorted(p for name, p in _subfolders(folder).items() if name not in CLASSES)
+        frontier = next_level
+    return None
 
 
 def find_cifar10_images(root: str | Path) -> CifarImageTree | None:
@@ -164,10 +223,7 @@ def find_cifar10_images(root: str | Path) -> CifarImageTree | None:
             tree = index_image_tree(folder)
             if tree is not None:
                 return tree
-            try:
-                next_level += sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower() not in CLASSES)
-            except OSError:
-                continue
+            next_level += sorted(p for name, p in _subfolders(folder).items() if name not in CLASSES)
         frontier = next_level
     return None
 
@@ -183,11 +239,13 @@ def decode_images(paths: list[str], size: int = IMAGE_SIZE) -> tuple[torch.Tenso
     too short for a thread pool to gain (measured slower with 2 threads); 30,000 JPEGs take about 6 s."""
     from PIL import Image
 
+    from .pixels import to_rgb
+
     images, ok, resized = [], np.zeros(len(paths), dtype=bool), 0
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = to_rgb(image)  # 16-bit scaled, not clipped
                 if image.size != (size, size):
                     image = image.resize((size, size), Image.BILINEAR)
                     resized += 1
@@ -222,18 +280,18 @@ def load_cifar10_images(tree: CifarImageTree, n_val: int | None = None, seed: in
     """CIFAR-10 image folders as train / validation / test, every image decoded once. Without test/, a
     stratified ``test_fraction`` of each class is carved from train (seeded) and the notes say so; the
     validation part is then carved from the rest, as for the pickles."""
-    notes: list[str] = []
+    notes = list(tree.notes)
     x, y = _decode_split(tree.train, tree.root, "train", notes)
     if tree.test is not None:
         test_x, test_y = _decode_split(tree.test, tree.root, "test", notes)
     else:
         x, y, test_x, test_y = carve_stratified(x, y, test_fraction, seed, what=f"{tree.root}/train")
-        notes.append(f"no test/ folder: the test split is {len(test_y):,} images carved from train/ "
+        notes.append(f"no labelled test/ folder: the test split is {len(test_y):,} images carved from train/ "
                      f"({test_fraction:.3g} of each class, seed {seed}), not the official CIFAR-10 test set")
     n_val = n_val or (N_VAL_FULL if len(y) >= 50_000 else max(1, len(y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(x, y, n_val, seed)
-    return ImageSplits(f"CIFAR-10 ({tree.formats} image folders)", str(tree.root), train_x, train_y, val_x, val_y,
-                       test_x, test_y, classes=list(CLASSES), notes=notes)
+    return note_duplicates(ImageSplits(f"CIFAR-10 ({tree.formats} image folders)", str(tree.root), train_x, train_y,
+                                       val_x, val_y, test_x, test_y, classes=list(CLASSES), notes=notes))
 
 
 def _download(cache: Path) -> None:
@@ -244,7 +302,8 @@ def _download(cache: Path) -> None:
 
 def locate_cifar10(data_dir: str | Path | None = None, download: bool = True) -> dict[str, Path]:
     """Find CIFAR-10: in data_dir if given, else under the input root (/kaggle/input), else download."""
-    return locate("CIFAR-10", find_cifar10_any, data_dir, _download if download else None, "cifar10", HELP)
+    return locate("CIFAR-10", find_cifar10_any, data_dir, _download if download else None, "cifar10", HELP,
+                  explain_missing)
 
 
 def cifar10_source(data_dir: str | Path | None = None, download: bool = True,
@@ -253,11 +312,12 @@ def cifar10_source(data_dir: str | Path | None = None, download: bool = True,
     (``files``: a ``CifarImageTree``). ``local_only``: only DATA_DIR or the input root, never the cache or a
     download; None when it is in neither."""
     if local_only:
-        found = find_local("CIFAR-10", find_cifar10_any, data_dir, HELP)
+        found = find_local("CIFAR-10", find_cifar10_any, data_dir, HELP, explain_missing)
         if found is None:
             return None
     else:
-        found = locate_source("CIFAR-10", find_cifar10_any, data_dir, _download if download else None, "cifar10", HELP)
+        found = locate_source("CIFAR-10", find_cifar10_any, data_dir, _download if download else None, "cifar10", HELP,
+                              explain_missing)
     files, folder, reason = found
     if isinstance(files, CifarImageTree):
         return DataSource(f"CIFAR-10 ({files.formats} image folders)", files,
@@ -283,5 +343,6 @@ def load_cifar10(data_dir: str | Path | None = None, n_val: int | None = None, s
     y = torch.from_numpy(np.concatenate([t[1] for t in train]))
     n_val = n_val or (N_VAL_FULL if len(y) >= 50_000 else max(1, len(y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(x, y, n_val, seed)
-    return ImageSplits("CIFAR-10", str(files["test_batch"].parent), train_x, train_y, val_x, val_y,
-                       torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), classes=list(CLASSES))
+    return note_duplicates(ImageSplits("CIFAR-10", str(files["test_batch"].parent), train_x, train_y, val_x, val_y,
+                                       torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y),
+                                       classes=list(CLASSES)))

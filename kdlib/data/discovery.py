@@ -126,12 +126,22 @@ def dataset_folder(path: Path, searched: Path) -> Path:
     return root.joinpath(*dataset_key(root, Path(path))) if Path(path).is_relative_to(root) else root
 
 
+def _near_miss(explain: Callable[[Path], str | None] | None, folder: Path) -> str:
+    """' (<why>)' when ``explain`` finds what is missing from an incomplete copy in ``folder``, else ''."""
+    why = explain(folder) if explain is not None else None
+    return f" ({why})" if why else ""
+
+
 def find_local(name: str, find: Callable[[Path], Any], data_dir: str | Path | None,
-               help_text: str) -> tuple[Any, Path, str] | None:
+               help_text: str, explain: Callable[[Path], str | None] | None = None) -> tuple[Any, Path, str] | None:
     """(files, folder searched, why) for the data in DATA_DIR (which must hold it) or under the input root
     (/kaggle/input); None when it is in neither. Never looks in the download cache, never downloads
-    (except a ``kaggle:owner/slug`` DATA_DIR, which names a download)."""
+    (except a ``kaggle:owner/slug`` DATA_DIR, which names a download). ``explain(folder)``: what an incomplete copy
+    there lacks, for the error."""
     if data_dir is not None:
+        if not isinstance(data_dir, (str, os.PathLike)) or not str(data_dir).strip():
+            raise DataNotFoundError(f"DATA_DIR={data_dir!r}: name a folder (a string), or None to search "
+                                    f"{runtime.input_root()}")
         reason = "DATA_DIR"
         if str(data_dir).startswith(KAGGLE_PREFIX):
             handle = str(data_dir)[len(KAGGLE_PREFIX):]
@@ -139,9 +149,13 @@ def find_local(name: str, find: Callable[[Path], Any], data_dir: str | Path | No
         data_dir = Path(data_dir).expanduser()
         if not data_dir.exists():
             raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} does not exist. {help_text}")
+        if not data_dir.is_dir():
+            raise DataNotFoundError(f"DATA_DIR {str(data_dir)!r} is a file, not a folder (an archive? extract it, then "
+                                    "name the folder it makes)")
         files = find(data_dir)
         if files is None:
-            raise DataNotFoundError(f"no complete copy of {name} in {str(data_dir)!r}. {help_text}")
+            raise DataNotFoundError(f"no complete copy of {name} in {str(data_dir)!r}{_near_miss(explain, data_dir)}. "
+                                    f"{help_text}")
         return files, data_dir, reason
     root = runtime.input_root()
     files = find(root)
@@ -149,11 +163,12 @@ def find_local(name: str, find: Callable[[Path], Any], data_dir: str | Path | No
 
 
 def locate_source(name: str, find: Callable[[Path], Any], data_dir: str | Path | None,
-                  download: Callable[[Path], None] | None, cache_name: str, help_text: str) -> tuple[Any, Path, str]:
+                  download: Callable[[Path], None] | None, cache_name: str, help_text: str,
+                  explain: Callable[[Path], str | None] | None = None) -> tuple[Any, Path, str]:
     """(files, folder, why): in data_dir if given; else under the input root (/kaggle/input); else in kdlib's
     cache, downloading into it when ``download`` is given and the network allows. Otherwise a DataNotFoundError
     that says what was searched and what to attach or pass."""
-    found = find_local(name, find, data_dir, help_text)
+    found = find_local(name, find, data_dir, help_text, explain)
     if found is not None:
         return found
     searched = [runtime.input_root()]
@@ -174,10 +189,12 @@ def locate_source(name: str, find: Callable[[Path], Any], data_dir: str | Path |
             socket.setdefaulttimeout(previous)
         if files is not None:
             return files, cache, f"not found locally; downloaded into {cache}"
-    raise DataNotFoundError(f"{help_text} Searched: {', '.join(map(str, searched))}.")
+    raise DataNotFoundError(f"{help_text} Searched: {', '.join(map(str, searched))}"
+                            f"{_near_miss(explain, runtime.input_root())}.")
 
 
 def locate(name: str, find: Callable[[Path], Any], data_dir: str | Path | None,
-           download: Callable[[Path], None] | None, cache_name: str, help_text: str) -> Any:
+           download: Callable[[Path], None] | None, cache_name: str, help_text: str,
+           explain: Callable[[Path], str | None] | None = None) -> Any:
     """The files of ``locate_source``."""
-    return locate_source(name, find, data_dir, download, cache_name, help_text)[0]
+    return locate_source(name, find, data_dir, download, cache_name, help_text, explain)[0]

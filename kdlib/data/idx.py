@@ -15,15 +15,20 @@ IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzip: told by its first two bytes, not its name (a .gz file
+    renamed without the suffix, or a plain file named .gz, reads as what it is)."""
+    compressed = False
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        raw = path.read_bytes()
+        compressed = raw[:2] == GZIP_MAGIC
+        return gzip.decompress(raw) if compressed else raw
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise CorruptDataError(
-            f"{path}: cannot be read as {'gzip' if path.suffix == '.gz' else 'IDX'} ({exc}). "
+            f"{path}: cannot be read as {'gzip' if compressed else 'IDX'} ({exc}). "
             "The file is truncated or corrupt: re-download it or re-attach the dataset."
         ) from exc
 

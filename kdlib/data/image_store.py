@@ -5,7 +5,8 @@ JPEG decoding bounds ImageNet-style training on a few CPU cores. ``build_store``
 side to ``size``, centre-crops to ``size`` x ``size`` and writes it into ``images.u8`` (N x size x size x 3).
 Later epochs and later sessions only read that file. A build is resumable: progress is flushed every
 ``flush_every`` images, and a re-run continues where it stopped. An unreadable image is skipped and counted
-(its slot is marked invalid), never a crash.
+(its slot is marked invalid), never a crash. The store is keyed by its files' content: their bytes are hashed as
+they are decoded, and hashed again (read, not decoded) before a store is reused, so a changed image is seen.
 
 Random-resized-crop and flip then happen on the training device on whole batches
 (``RandomResizedCropFlip``); validation uses a fixed centre crop (``CenterCropResize``).
@@ -14,6 +15,7 @@ Random-resized-crop and flip then happen on the training device on whole batches
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -27,17 +29,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..interrupt import RunInterrupted
+
 META = "meta.json"
 
 
-def decode_resized(path: str, size: int) -> np.ndarray | None:
-    """``size`` x ``size`` x 3 uint8: shorter side resized to ``size``, centre crop. None if unreadable."""
+def decode_resized(source: str | bytes, size: int) -> np.ndarray | None:
+    """``size`` x ``size`` x 3 uint8 of an image file (its path, or its bytes): shorter side resized to ``size``,
+    centre crop. None if unreadable."""
     from PIL import Image
 
+    from .pixels import to_rgb
+
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.draft("RGB", (size, size))  # JPEG: decode at the smallest DCT scale still >= size
-            image = image.convert("RGB")
+            image = to_rgb(image)  # 16-bit scaled, not clipped
             w, h = image.size
             scale = size / min(w, h)
             nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -49,13 +56,38 @@ def decode_resized(path: str, size: int) -> np.ndarray | None:
     return array if array.shape == (size, size, 3) else None
 
 
-def _decode_chunk(args) -> list[np.ndarray | None]:
+DIGEST_BYTES = 16
+UNREADABLE = bytes(DIGEST_BYTES)  # the digest of a file that could not be read at all
+
+
+def _read(path: str) -> tuple[bytes | None, bytes]:
+    """The file's bytes (None if it cannot be read) and their digest: what the store is keyed by."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None, UNREADABLE
+    return data, hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+
+
+def _decode_chunk(args) -> list[tuple[np.ndarray | None, bytes]]:
+    """(pixels or None, content digest) of each path: the digest comes from the bytes the decoder reads, so keying
+    the store by content costs no second read."""
     paths, size = args
-    return [decode_resized(p, size) for p in paths]
+    decoded = []
+    for path in paths:
+        data, digest = _read(path)
+        decoded.append((None if data is None else decode_resized(data, size), digest))
+    return decoded
 
 
-def source_digest(items: list[tuple[str, int]], size: int) -> str:
-    """Identifies what a store holds: every path with its label and file size, and the image size."""
+def _hash_chunk(paths: list[str]) -> list[bytes]:
+    return [_read(path)[1] for path in paths]
+
+
+def layout_digest(items: list[tuple[str, int]], size: int) -> str:
+    """Which files a store is built from: every path with its label and file size, and the image size. A build
+    resumes only into a store of the same layout; what it holds is ``content_digest``."""
     h = hashlib.sha256(f"size={size}".encode())
     for path, label in items:
         try:
@@ -63,6 +95,15 @@ def source_digest(items: list[tuple[str, int]], size: int) -> str:
         except OSError:
             nbytes = -1
         h.update(f"{path}\t{label}\t{nbytes}\n".encode())
+    return h.hexdigest()
+
+
+def content_digest(labels: np.ndarray, digests: np.ndarray, size: int) -> str:
+    """What a store holds: every image's label and the digest of its file's bytes, and the image size. One changed
+    image gives another value (the store's ``meta['source']``, which the data fingerprint covers)."""
+    h = hashlib.sha256(f"size={size}\n".encode())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
+    h.update(np.ascontiguousarray(digests, dtype=np.uint8).data)
     return h.hexdigest()
 
 
@@ -74,6 +115,7 @@ class ImageStore:
     valid: np.ndarray  # N bool: False where the source image could not be decoded
     size: int
     meta: dict
+    digests: np.ndarray | None = None  # N x DIGEST_BYTES: each image file's content digest
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -91,6 +133,13 @@ class ImageStore:
         return self.meta["skipped"]
 
 
+def copies_between(train: ImageStore, test: ImageStore) -> int:
+    """How many of ``test``'s images are exact copies (the same file bytes) of one of ``train``'s, from the digests
+    kept while decoding: no file is read again."""
+    seen = {row.tobytes() for row in train.digests[train.valid_indices]}
+    return sum(row.tobytes() in seen for row in test.digests[test.valid_indices])
+
+
 def open_store(folder: str | Path) -> ImageStore:
     folder = Path(folder)
     meta = json.loads((folder / META).read_text())
@@ -98,69 +147,121 @@ def open_store(folder: str | Path) -> ImageStore:
         raise ValueError(f"the image store in {folder} is incomplete ({meta['done']} of {meta['n']}); build it again to finish")
     n, s = meta["n"], meta["size"]
     images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, s, s, 3))
-    return ImageStore(folder, images, np.load(folder / "labels.npy"), np.load(folder / "valid.npy"), s, meta)
+    return ImageStore(folder, images, np.load(folder / "labels.npy"), np.load(folder / "valid.npy"), s, meta,
+                      np.load(folder / "digests.npy"))
+
+
+STORE_FILES = ("images.u8", "labels.npy", "valid.npy", "digests.npy")
+
+
+def _own_files(folder: Path) -> None:
+    """Replace store files that are links (a store restored read-only from an earlier session) by copies, so a
+    rewrite of some images never writes through a link."""
+    import shutil
+
+    for name in STORE_FILES:
+        path = folder / name
+        if path.is_symlink():
+            tmp = path.with_name(f".{name}.copy")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, path)
+
+
+def _start_store(folder: Path, items: list[tuple[str, int]], size: int, layout: str) -> dict:
+    n = len(items)
+    for name in STORE_FILES:  # new files, never written through a restored link
+        (folder / name).unlink(missing_ok=True)
+    np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3)).flush()
+    np.save(folder / "labels.npy", np.array([label for _, label in items], dtype=np.int64))
+    np.save(folder / "valid.npy", np.ones(n, dtype=bool))
+    np.save(folder / "digests.npy", np.zeros((n, DIGEST_BYTES), dtype=np.uint8))
+    return {"layout": layout, "source": None, "n": n, "size": size, "done": 0, "skipped": [], "complete": False}
+
+
+def _as_rows(digests: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
 
 
 def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 160, workers: int | None = None,
                 chunk: int = 64, flush_every: int = 2048, progress: bool = True) -> ImageStore:
-    """Decode ``items`` ((path, label) pairs) into ``folder``; reuse or resume a store of the same source."""
+    """Decode ``items`` ((path, label) pairs) into ``folder``, keyed by content: each file's bytes are hashed as they
+    are decoded (``digests.npy``; ``meta['source']`` is their ``content_digest``). A store of the same layout is
+    reused, or resumed where its build stopped, once the files of the images it holds have been hashed again (a
+    read, not a decode): an image whose bytes changed since, even under the same name and size, is decoded again,
+    never served from the old pixels."""
     from tqdm.auto import tqdm
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = source_digest(items, size)
+    layout, n = layout_digest(items, size), len(items)
     meta_path = folder / META
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
-    if meta and meta.get("source") == digest and meta.get("complete"):
-        return open_store(folder)
-    n = len(items)
-    if not meta or meta.get("source") != digest:  # a different source: start over
-        meta = {"source": digest, "n": n, "size": size, "done": 0, "skipped": [], "complete": False}
-        for name in ("images.u8", "labels.npy", "valid.npy"):  # new files, never written through a restored link
-            (folder / name).unlink(missing_ok=True)
-        np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3)).flush()
-        np.save(folder / "labels.npy", np.array([label for _, label in items], dtype=np.int64))
-        np.save(folder / "valid.npy", np.ones(n, dtype=bool))
-    images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r+", shape=(max(n, 1), size, size, 3))
-    valid = np.load(folder / "valid.npy")
-    start = meta["done"]
     workers = workers or os.cpu_count() or 1
-    starts = list(range(start, n, chunk))
-    bar = tqdm(total=n, initial=start, desc=f"decoding images to {size}px", disable=not progress, mininterval=2.0)
-
-    def save_progress(done: int) -> None:
-        images.flush()
-        np.save(folder / "valid.npy", valid)
-        meta["done"] = done
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
-
-    save_progress(start)
     # One worker: decode in this process (no pool to start; what tests and tiny stores want).
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    run = pool.map if pool else map
+    paths = [p for p, _ in items]
     try:
-        since_flush = 0
-        jobs = (([p for p, _ in items[i:i + chunk]], size) for i in starts)
-        results = pool.map(_decode_chunk, jobs) if pool else map(_decode_chunk, jobs)
-        for i, arrays in zip(starts, results):
-            for j, array in enumerate(arrays):
-                if array is None:
-                    valid[i + j] = False
-                    meta["skipped"].append(items[i + j][0])
-                else:
-                    images[i + j] = array
-            bar.update(len(arrays))
-            since_flush += len(arrays)
-            if since_flush >= flush_every:
-                save_progress(i + len(arrays))
-                since_flush = 0
+        changed = np.zeros(0, dtype=np.int64)
+        if not meta or meta.get("layout") != layout:  # other files (or a store from before content keys): start over
+            meta = _start_store(folder, items, size, layout)
+        elif meta["done"]:
+            stored = np.load(folder / "digests.npy")
+            done = meta["done"]
+            chunks = [paths[i:min(i + chunk, done)] for i in range(0, done, chunk)]
+            bar = tqdm(total=done, desc="checking the stored images against their files", disable=not progress,
+                       mininterval=2.0)
+            current = []
+            for digests in run(_hash_chunk, chunks):
+                current += digests
+                bar.update(len(digests))
+            bar.close()
+            changed = np.flatnonzero((_as_rows(current) != stored[:done]).any(axis=1))
+            if meta.get("complete") and not len(changed):
+                return open_store(folder)
+            if len(changed):
+                warnings.warn(f"{len(changed)} image(s) changed since the store in {folder} was built (e.g. "
+                              f"{paths[changed[0]]}): decoded again", stacklevel=2)
+                _own_files(folder)
+        images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r+", shape=(max(n, 1), size, size, 3))
+        valid, digests = np.load(folder / "valid.npy"), np.load(folder / "digests.npy")
+        start = meta["done"]
+        bar = tqdm(total=n, initial=start - len(changed), desc=f"decoding images to {size}px", disable=not progress,
+                   mininterval=2.0)
+
+        def save_progress(done: int, complete: bool) -> None:
+            images.flush()
+            np.save(folder / "valid.npy", valid)
+            np.save(folder / "digests.npy", digests)
+            meta.update(done=done, complete=complete, skipped=[paths[i] for i in np.flatnonzero(~valid[:done])],
+                        source=content_digest(np.load(folder / "labels.npy"), digests, size) if complete else None)
+            tmp = meta_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(meta))
+            os.replace(tmp, meta_path)
+
+        def decode(rows: list[int]) -> None:
+            jobs = [([paths[r] for r in rows[k:k + chunk]], size) for k in range(0, len(rows), chunk)]
+            for row, (array, digest) in zip(rows, (one for part in run(_decode_chunk, jobs) for one in part)):
+                valid[row] = array is not None
+                if array is not None:
+                    images[row] = array
+                digests[row] = np.frombuffer(digest, dtype=np.uint8)
+                bar.update(1)
+
+        save_progress(start, False)  # not complete while any image is being decoded (again)
+        decode(changed.tolist())
+        for i in range(start, n, flush_every):
+            decode(list(range(i, min(n, i + flush_every))))
+            save_progress(min(n, i + flush_every), False)
+        bar.close()
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"decoding into {folder} stopped; the {meta['done']:,} of {n:,} images decoded before "
+                             "the last save are kept: run the same command (or cell) again to go on from "
+                             "there") from None
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-        bar.close()
-    meta["complete"] = True
-    save_progress(n)
+    save_progress(n, True)
     if meta["skipped"]:
         warnings.warn(f"{len(meta['skipped'])} image(s) could not be decoded and are left out, e.g. "
                       f"{meta['skipped'][0]}", stacklevel=2)

@@ -71,8 +71,19 @@ def identify_subset(wnids) -> tuple[str, dict[str, int]]:
     return "unknown", overlap
 
 
-def _class_dirs(folder: Path) -> list[Path]:
+def _wnid_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and WNID.fullmatch(p.name)) if folder.is_dir() else []
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    """The wnid folders of a split folder, or of the one folder it wraps (``train/train/<wnid>/``, as some archives
+    unpack)."""
+    found = _wnid_dirs(folder)
+    if not found and folder.is_dir():
+        inner = [p for p in folder.iterdir() if p.is_dir()]
+        if len(inner) == 1:
+            found = _wnid_dirs(inner[0])
+    return found
 
 
 def _layout(folder: Path) -> tuple[str, list[Path], list[Path]] | None:
@@ -86,7 +97,9 @@ def _layout(folder: Path) -> tuple[str, list[Path], list[Path]] | None:
 
 
 def _images(class_dir: Path) -> list[str]:
-    return sorted(str(class_dir / n) for n in os.listdir(class_dir) if Path(n).suffix.lower() in IMAGE_SUFFIXES)
+    """Every image file in a class folder, at any depth below it (``<wnid>/images/*.JPEG``, as Tiny ImageNet has it)."""
+    return sorted(os.path.join(folder, n) for folder, _, names in os.walk(class_dir, followlinks=True)
+                  for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES)
 
 
 def index_folder(folder: Path, expected: dict | None = None) -> ImageNet100Index | None:
@@ -103,6 +116,10 @@ def index_folder(folder: Path, expected: dict | None = None) -> ImageNet100Index
     if extra:
         raise DataNotFoundError(f"{folder}: validation classes {extra[:5]} have no training folder; is this one data set?")
     val = [(path, position[w]) for w, d in sorted(val_dirs_by_class.items()) for path in _images(d)]
+    for split, items, dirs in (("train", train, train_dirs), ("val", val, val_dirs)):
+        if not items:
+            raise DataNotFoundError(f"{folder}: the {split} class folders in {', '.join(str(d) for d in dirs)} hold no "
+                                    f"{'/'.join(sorted(IMAGE_SUFFIXES))} images at any depth")
     names = {}
     labels_file = folder / "Labels.json"
     if labels_file.exists():

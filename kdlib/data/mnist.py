@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..paths import read_manifest
 from .discovery import DataSource, dataset_folder, find_local, locate, locate_source, match_roles
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from .splits import CorruptDataError, ImageSplits, carve_validation
+from .splits import CorruptDataError, ImageSplits, carve_validation, check_labels, note_duplicates
 
 CLASSES = list(read_manifest("mnist")["classes"])
 N_VAL_FULL = 5000
@@ -93,9 +93,17 @@ def read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype=np.int64)
+        frame = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CorruptDataError(f"{path}: not a readable MNIST CSV ({exc})") from exc
+    for column in frame.columns:  # a fractional label would be truncated into another class
+        values = frame[column]
+        bad = values[values.isna() | (values != values.round())] if not pd.api.types.is_integer_dtype(values) else []
+        if len(bad):
+            example = "a missing value" if pd.isna(bad.iloc[0]) else f"{float(bad.iloc[0]):g}"
+            raise CorruptDataError(f"{path}: column {column!r} holds {example} (row {bad.index[0] + 1}): labels (0-9) "
+                                   "and pixels (0-255) are whole numbers")
+    frame = frame.astype(np.int64)
     if frame.shape[1] != 785 or frame.columns[0].strip().lower() != "label":
         raise CorruptDataError(f"{path}: expected a 'label' column and 784 pixel columns, got {frame.shape[1]} columns")
     values = frame.to_numpy()
@@ -113,9 +121,7 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
         raise CorruptDataError(f"{images_path} holds no images (its header says 0): re-download it or re-attach the dataset")
     if images.shape[1:] != (28, 28):
         raise CorruptDataError(f"{images_path}: images are {images.shape[1:]}, MNIST's are 28x28")
-    if labels.max(initial=0) > 9:
-        raise CorruptDataError(f"{labels_path}: label {labels.max()} out of range 0-9")
-    return images, labels
+    return images, check_labels(labels, len(CLASSES), labels_path)
 
 
 def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,16 +180,16 @@ def load_mnist(data_dir: str | Path | None = None, n_val: int | None = None, see
         train_x, train_y, test_x, test_y = carve_validation(x, y, n_test, seed=10_000 + seed)
         n_val = n_val or max(1, len(train_y) // 10)
         train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
-        return ImageSplits(
+        return note_duplicates(ImageSplits(
             f"MNIST sample ({len(y)} images from {files['images'].name}, split 80/20 train/test)",
             str(files["images"].parent), train_x, train_y, val_x, val_y, test_x, test_y, notes=notes, classes=CLASSES,
-        )
+        ))
     train_x, train_y = _tensors(*train)
     test_x, test_y = _tensors(*test)
     n_val = n_val or (N_VAL_FULL if len(train_y) >= 50_000 else max(1, len(train_y) // 10))
     train_x, train_y, val_x, val_y = carve_validation(train_x, train_y, n_val, seed)
-    return ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y, notes=notes,
-                       classes=CLASSES)
+    return note_duplicates(ImageSplits(f"MNIST ({fmt})", source, train_x, train_y, val_x, val_y, test_x, test_y,
+                                       notes=notes, classes=CLASSES))
 
 
 DIGITS_NAME = "digits (scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28; not MNIST)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -77,6 +78,43 @@ class ImageSplits:
             "fingerprint": self.fingerprint(),
             **({"notes": list(self.notes)} if self.notes else {}),
         }
+
+
+def _image_digests(x: torch.Tensor) -> list[bytes]:
+    rows = x.reshape(len(x), -1).contiguous().numpy()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def train_test_duplicates(splits: ImageSplits) -> int:
+    """How many test images are exact copies (every pixel) of a training or validation image: test accuracy on them
+    measures memory, not generalisation."""
+    seen = set(_image_digests(splits.train_x)) | set(_image_digests(splits.val_x))
+    return sum(digest in seen for digest in _image_digests(splits.test_x))
+
+
+def note_duplicates(splits: ImageSplits) -> ImageSplits:
+    """``splits`` with a note when some test images are exact copies of training ones (``train_test_duplicates``)."""
+    copies = train_test_duplicates(splits)
+    if copies:
+        splits.notes.append(f"{copies:,} of the {len(splits.test_y):,} test images are exact copies of training or "
+                            "validation images (leakage): test accuracy on them is not held out")
+    return splits
+
+
+def check_labels(labels, num_classes: int, where) -> np.ndarray:
+    """``labels`` as int64, after checking they are integers (not floats, booleans or strings: a fractional label would
+    be truncated into another class) from 0 to ``num_classes - 1``; a CorruptDataError naming ``where`` otherwise."""
+    array = np.asarray(labels)
+    if array.ndim != 1:
+        raise CorruptDataError(f"{where}: labels must be a list of integers, got an array of shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        bad = next((v for v in array.tolist() if isinstance(v, bool) or not isinstance(v, int)), None)
+        raise CorruptDataError(f"{where}: labels must be integers 0-{num_classes - 1}; found {array.dtype.name} values "
+                               f"such as {bad!r}")
+    outside = array[(array < 0) | (array >= num_classes)]
+    if len(outside):
+        raise CorruptDataError(f"{where}: label {outside[0]} is out of range 0-{num_classes - 1}")
+    return array.astype(np.int64)
 
 
 def carve_validation(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int, what: str = "the training data"):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
+import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -13,19 +16,40 @@ from ..data.splits import ImageSplits
 from ..evaluate import confusion_matrix, loss_and_accuracy, per_class_accuracy, predict_logits
 from ..models import count_parameters, create_model
 from ..objective import Objective
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, claim_folder
 from ..train import FitResult, TrainConfig, fit
 
 
 def prepare_out_dir(out_dir: str | Path | None, experiment: str) -> Path:
+    if out_dir is not None and (not isinstance(out_dir, (str, os.PathLike)) or not str(out_dir).strip()):
+        raise ValueError(f"OUT_DIR={out_dir!r}: name a folder (a string), or None for the default")
     out = Path(out_dir) if out_dir else runtime.default_out_dir(experiment)
-    out.mkdir(parents=True, exist_ok=True)
+    problem = out_dir_problem(out, "OUT_DIR")
+    if problem:
+        raise ValueError(problem)
+    claim_folder(out)  # a folder deleted or replaced mid-run then stops the run (fileio.FolderVanishedError)
     (out / "figures").mkdir(exist_ok=True)
     if runtime.detect_platform() == "kaggle":  # a new version starts empty: continue the previous version's runs
         from ..sessions import restore_previous_output
 
         restore_previous_output(experiment, out)
     return out
+
+
+def out_dir_problem(out: Path, name: str = "--out") -> str | None:
+    """Why ``out`` cannot hold a run (one line naming ``name``, the parameter or option), or None when it can; the
+    folder is made if missing."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        return f"{name} {str(out)!r} is a file, not a folder: name a folder (it is created if missing)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return f"{name} {str(out)!r} cannot be written ({exc.strerror or exc}): choose a folder you can write to"
+    return None
 
 
 def make_test_loader(data: ImageSplits, device: torch.device, config: TrainConfig) -> DeviceLoader:
@@ -87,6 +111,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "per_class_accuracy": per_class_accuracy(cm).tolist(),
         "confusion_matrix": cm.tolist(),
         "test_predictions": predictions.tolist(),
+        "test_labels": labels.tolist(),
         "history": result.history,
         "identity": identity,
     }
@@ -117,11 +142,36 @@ def warm_up(model: nn.Module, loader, config: TrainConfig, device: torch.device,
         torch.cuda.synchronize(device)
 
 
+# Parameters are checked for type and range where they enter (the notebook's parameters cell, the CLI), each with
+# one line naming the notebook parameter and its command-line option; nothing is coerced (2.5 epochs is refused, not 2).
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit: seed 2**32 would run exactly as seed 0
+MAX_EPOCHS = 1000  # 30x the longest preset (cifar10-ast full: 30); a bound that keeps a run's plan in memory and time
+
+
+def parameter(name: str) -> str:
+    """A parameter as both its users know it: 'EPOCHS (--epochs)'."""
+    return f"{name} (--{name.lower().replace('_', '-')})"
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_seeds(seeds) -> list[int]:
-    """SEEDS as a list of distinct ints; a repeated seed would count one run twice in the statistics."""
+    """SEEDS as a list of distinct whole numbers in [0, 2**32); a repeated seed would count one run twice in the
+    statistics."""
+    if isinstance(seeds, (range, np.ndarray)) and np.ndim(seeds) == 1:
+        seeds = list(seeds)
+    if not isinstance(seeds, (list, tuple)):
+        example = f"[{seeds}]" if _is_whole(seeds) else "[0, 1, 2]"
+        raise ValueError(f"{parameter('SEEDS')}={seeds!r} must be a list of seeds, e.g. {example}")
+    wrong = [s for s in seeds if not (_is_whole(s) and 0 <= s < SEED_LIMIT)]
+    if wrong:
+        raise ValueError(f"{parameter('SEEDS')}={list(seeds)!r}: {wrong[0]!r} is not a seed; seeds are whole numbers "
+                         f"from 0 to {SEED_LIMIT - 1}")
     seeds = [int(s) for s in seeds]
     if not seeds:
-        raise ValueError("SEEDS must name at least one seed")
+        raise ValueError(f"{parameter('SEEDS')} must name at least one seed")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ValueError(f"SEEDS={seeds} repeats {repeated}: each seed must appear once (a repeated seed would be "
@@ -129,26 +179,80 @@ def check_seeds(seeds) -> list[int]:
     return seeds
 
 
+def check_epochs(value, name: str = "EPOCHS", minimum: int = 1) -> int:
+    """A number of epochs: a whole number from ``minimum`` to MAX_EPOCHS."""
+    if not (_is_whole(value) and minimum <= value <= MAX_EPOCHS):
+        raise ValueError(f"{parameter(name)}={value!r}: epochs are whole numbers from {minimum} to {MAX_EPOCHS}")
+    return int(value)
+
+
+def check_rate(value, name: str = "TARGET_RATE") -> float:
+    """A fraction of samples: a number in (0, 1]."""
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value <= 1):
+        raise ValueError(f"{parameter(name)}={value!r}: the rate is a fraction of the samples, a number in (0, 1]")
+    return float(value)
+
+
+def check_choice(value, choices, name: str) -> str:
+    """One of ``choices`` (strings), given as a string."""
+    choices = list(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def check_count(value, most: int, name: str, of: str) -> int:
+    """How many of something there are ``most`` of: a whole number from 1 to ``most``."""
+    if not (_is_whole(value) and 1 <= value <= most):
+        raise ValueError(f"{parameter(name)}={value!r}: a whole number from 1 to {most} (how many of {of}, of which "
+                         f"there are {most})")
+    return int(value)
+
+
+def check_switches(value, known, name: str) -> dict[str, bool]:
+    """A dict that switches some of ``known`` on or off: known keys, True or False values (a string 'no' would read
+    as on)."""
+    known = list(known)
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}={value!r} must be a dict of switches, e.g. {{{known[0]!r}: False}}")
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        raise ValueError(f"{name} names unknown {unknown}; choose from {', '.join(known)}")
+    wrong = {k: v for k, v in value.items() if not isinstance(v, bool)}
+    if wrong:
+        raise ValueError(f"{name}={value!r}: switches are True or False, not {next(iter(wrong.values()))!r}")
+    return dict(value)
+
+
+def check_names(value, known, name: str) -> list[str]:
+    """A list of distinct names from ``known``; a single name given as a string is refused, not split into letters."""
+    known = list(known)
+    if not isinstance(value, (list, tuple)):
+        example = f"[{value!r}]" if isinstance(value, str) else f"[{known[0]!r}]"
+        raise ValueError(f"{parameter(name)}={value!r} must be a list of names, e.g. {example}")
+    unknown = [v for v in value if not isinstance(v, str) or v not in known]
+    if unknown:
+        raise ValueError(f"{name} names unknown {unknown}; choose from {', '.join(known)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{parameter(name)}={list(value)} repeats a name")
+    return list(value)
+
+
 def make_ast_config(presets: dict, preset: str, seeds=None, epochs: int | None = None, target_rate: float | None = None,
                     scoring: str | None = None, progress: bool = True):
     """An AST notebook's preset with its parameters applied (seeds, epochs, target rate, scoring), each
     checked with a message that names the parameter."""
-    if preset not in presets:
-        raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
-    cfg = presets[preset]
+    cfg = presets[check_choice(preset, presets, "PRESET")]
     if seeds is not None:
         cfg.seeds = check_seeds(seeds)
     if epochs is not None:
-        if int(epochs) <= cfg.warmup_epochs:
-            raise ValueError(f"EPOCHS={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up epoch(s)")
-        cfg.train.epochs = int(epochs)
+        cfg.train.epochs = check_epochs(epochs)
+        if cfg.train.epochs <= cfg.warmup_epochs:
+            raise ValueError(f"{parameter('EPOCHS')}={epochs} leaves no AST epoch after {cfg.warmup_epochs} warm-up "
+                             "epoch(s)")
     if target_rate is not None:
-        if not 0 < float(target_rate) <= 1:
-            raise ValueError(f"TARGET_RATE must be in (0, 1], got {target_rate}")
-        cfg.target_rate = float(target_rate)
+        cfg.target_rate = check_rate(target_rate)
     if scoring is not None:
-        if scoring not in ("forward", "stale"):
-            raise ValueError(f"SCORING={scoring!r}: choose 'forward' or 'stale'")
-        cfg.scoring = scoring
+        cfg.scoring = check_choice(scoring, ("forward", "stale"), "SCORING")
     cfg.train.progress = progress
     return cfg

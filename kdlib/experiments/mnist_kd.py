@@ -26,7 +26,8 @@ from ..results_io import build_results
 from ..statistics import apply_holm, compare_methods, mcnemar_by_seed
 from ..train import TrainConfig
 from . import hpmkd_pipeline
-from .common import check_seeds, prepare_out_dir, train_and_test
+from .common import (check_choice, check_count, check_epochs, check_names, check_seeds, check_switches, prepare_out_dir,
+                     train_and_test)
 
 EXPERIMENT = "mnist-kd"
 # What the results state, each family Holm-corrected: KD against the direct student; HPM-KD's verdict against KD given
@@ -125,31 +126,23 @@ def make_config(preset: str = "demo", seeds: list[int] | None = None, teacher_ep
     """The preset's configuration with the notebook's overrides applied. ``components`` switches HPM-KD's
     components (e.g. {"cache": False}); ``ablate`` names the components removed in turn ([] for none)."""
     presets = _presets()
-    if preset not in presets:
-        raise ValueError(f"PRESET={preset!r}: choose one of {', '.join(presets)}")
-    cfg = presets[preset]
+    cfg = presets[check_choice(preset, presets, "PRESET")]
     if seeds is not None:
         cfg.seeds = check_seeds(seeds)
     for name, value in (("teacher", teacher_epochs), ("student", student_epochs)):
         if value is not None:
-            if int(value) < 1:
-                raise ValueError(f"{name} epochs must be >= 1, got {value}")
-            getattr(cfg, name).epochs = int(value)
+            getattr(cfg, name).epochs = check_epochs(value, f"{name.upper()}_EPOCHS")
     for field_name, value in overrides.items():
         if not hasattr(cfg, field_name):
             raise ValueError(f"unknown setting {field_name!r}")
         setattr(cfg, field_name, value)
     if components is not None:
+        components = check_switches(components, COMPONENTS, "HPMKD_COMPONENTS")
         cfg.hpmkd = dataclasses.replace(cfg.hpmkd, components={**cfg.hpmkd.components, **components})
     if ablate is not None:
-        unknown = [c for c in ablate if c not in COMPONENTS]
-        if unknown:
-            raise ValueError(f"ABLATE names unknown component(s) {unknown}; the components are {', '.join(COMPONENTS)}")
-        cfg.ablate = list(ablate)
+        cfg.ablate = check_names(ablate, COMPONENTS, "ABLATE")
     if ablation_seeds is not None:
-        if int(ablation_seeds) < 1:
-            raise ValueError(f"ABLATION_SEEDS must be >= 1 (how many of the seeds the ablation runs), got {ablation_seeds}")
-        cfg.ablation_seed_count = int(ablation_seeds)
+        cfg.ablation_seed_count = check_count(ablation_seeds, len(cfg.seeds), "ABLATION_SEEDS", "the seeds")
     cfg.teacher.progress = cfg.student.progress = progress
     return cfg
 
