@@ -88,9 +88,10 @@ def _presets() -> dict[str, MnistKDConfig]:
                             probe_budget_epochs=4),
     )
     # cpu-real: the calibration on real MNIST (55,000 training images) on 2 CPU cores, every method on 3 seeds in about
-    # 90 minutes. Measured there (benchmarks/results_cpu_mnist_real.txt): an epoch of the student costs about 110 s,
-    # the timm teacher's about the same, and the one-assistant chain's assistant (width 2.58, 1.75M parameters) 6.4
-    # times the student's FLOPs. So students train 1 epoch, and the plan trains on shares of the split.
+    # 90 minutes, as estimated from single timed epochs (benchmarks/mnist_calibration_pieces.py, on the shared
+    # 60,000 images): an epoch of the student costs about 110 s, the timm teacher's about the same, and the
+    # one-assistant chain's assistant (width 2.58, 1.75M parameters) 6.4 times the student's FLOPs. So students train
+    # 1 epoch, and the plan trains on shares of the split. The whole preset has not yet run end to end (issue 23).
     cpu_real = MnistKDConfig(
         "cpu-real", "mnist", [0, 1, 2],
         teacher=TrainConfig(epochs=2, batch_size=128, lr=0.05, warmup_epochs=0.2),
