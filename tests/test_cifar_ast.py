@@ -41,8 +41,16 @@ def test_the_quick_and_full_presets_run_the_rule_the_recorded_calibration_chose(
     rule = choice.split(" (")[0]
     assert exp.CHOSEN_RULE == rule
     assert exp.CHOSEN_METHODS == ("full", *exp.FRONTIER_METHODS, "ast", "random@ast", rule, exp.control_of(rule))
+    # and the presets' settings are the chosen candidate's: "rule (rate 0.3, 'stale' scoring, ...)"
+    settings = choice.split(" (")[1].split(")")[0]
     for preset in ("quick", "full"):
-        assert exp.make_config(preset).methods == list(exp.CHOSEN_METHODS)
+        cfg = exp.make_config(preset)
+        assert cfg.methods == list(exp.CHOSEN_METHODS)
+        if "rate " in settings:
+            assert f"rate {cfg.target_rate:g}," in settings, (preset, settings)
+        if "scoring" in settings:
+            assert f"'{cfg.scoring}' scoring" in settings, (preset, settings)
+        assert ("BatchNorm recomputed" in settings) == bool(cfg.bn_recalibration_batches), (preset, settings)
 
 
 def test_speedup_is_the_measured_ratio():

@@ -39,7 +39,7 @@ EXPERIMENT = "cifar10-ast"
 SEED_METHODS = ("ast", "random@ast")
 # quick and full: the frontier, AST and its control, and the rule the calibration chose (choose_rule, on
 # validation, by the frontier verdict: benchmarks/results_cpu_cifar10_real.txt) with its control
-CHOSEN_RULE = "infobatch"
+CHOSEN_RULE = "selective-backprop+accumulate"
 CHOSEN_METHODS = ("full", *FRONTIER_METHODS, *SEED_METHODS, *selection.with_controls([CHOSEN_RULE]))
 # the calibration (cpu-real): every rule in both batch modes where it has them, each with its control
 CALIBRATION_METHODS = ("full", *FRONTIER_METHODS, *selection.with_controls(
