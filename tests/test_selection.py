@@ -230,6 +230,54 @@ def test_the_warm_up_runs_once_before_the_first_slice_that_trains(tmp_path):
     assert calls == [1] and order[0] == ("full", 1)  # before the first slice, once
 
 
+def test_the_epoch_timeline_is_kept_across_sessions_and_counts_no_epoch_twice(tmp_path):
+    """A session stopped part-way and the rerun that resumes it make one timeline; a rerun that reuses every
+    finished run keeps it as it was (it used to come back empty, and the timeline figure with it)."""
+    import json
+
+    from kdlib import runs
+
+    class Stop(Exception):
+        pass
+
+    def slices(stop_at=None):
+        done = []
+
+        def train_slice(method, seed, stop_after):
+            if stop_at is not None and len(done) == stop_at:
+                raise Stop
+            folder = runs.run_dir(tmp_path, method, seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "history.json"
+            history = json.loads(path.read_text()) if path.exists() else []
+            while len(history) < (3 if stop_after is None else stop_after):  # resumes where its checkpoint is
+                history.append({"epoch": len(history) + 1, "epoch_seconds": 1.0})
+                done.append(method)
+            path.write_text(json.dumps(history))
+            if stop_after is None:
+                record = {"method": method, "seed": seed}
+                (folder / "record.json").write_text(json.dumps(record))
+                return record
+            return None
+
+        return train_slice
+
+    with pytest.raises(Stop):
+        selection.run_all(["full", "ast"], [0], 3, slices(stop_at=3), tmp_path, progress=False)
+    _, first = selection.run_all(["full", "ast"], [0], 3, slices(), tmp_path, progress=False)
+    assert sorted((t["method"], t["epoch"]) for t in first) == sorted(
+        (m, e) for m in ("full", "ast") for e in (1, 2, 3))  # every epoch once
+    assert [t["session"] for t in first] == [0, 0, 0, 1, 1, 1]
+    starts = [t["started"] for t in first]
+    assert starts == sorted(starts) and starts[3] >= starts[2] + 1.0  # the second session follows the first
+    _, again = selection.run_all(["full", "ast"], [0], 3, slices(), tmp_path, progress=False)
+    assert again == first
+    (tmp_path / selection.TIMELINE_FILE).write_text("{not json")
+    with pytest.warns(UserWarning, match="timeline restarts"):
+        _, damaged = selection.run_all(["full", "ast"], [0], 3, slices(), tmp_path, progress=False)
+    assert damaged == []
+
+
 def test_the_frontiers_clock_is_robust_to_a_slow_moment_on_one_seed():
     def run(method, seed, seconds):
         return {"method": method, "seed": seed, "train_seconds": sum(seconds),

@@ -297,18 +297,46 @@ def run_history(out_dir: Path, method: str, seed: int) -> list[dict]:
     return run_files.read_json(path) if path.exists() else []
 
 
+TIMELINE_FILE = "interleaved_epochs.json"  # every epoch the folder's sessions trained, in the order they ran
+
+
+def _kept_timeline(path: Path) -> list[dict]:
+    """The epochs earlier sessions trained into this folder; a damaged file only restarts the timeline (it serves
+    the timeline figure; no result is computed from it)."""
+    import warnings
+
+    if not path.exists():
+        return []
+    try:
+        kept = run_files.read_json(path)
+        if isinstance(kept, list) and all(isinstance(t, dict) and {"started", "seconds"} <= set(t) for t in kept):
+            return kept
+    except run_files.DamagedRunError:
+        pass
+    warnings.warn(f"{path} cannot be read as an epoch timeline: the timeline restarts with this session "
+                  "(no result depends on it)")
+    return []
+
+
 def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_dir: Path,
             progress: bool = True, warm_up=None) -> tuple[list[dict], list[dict]]:
     """Every method and seed, interleaved epoch by epoch (``interleaved_schedule``). ``train_slice(method, seed,
     stop_after)`` trains a run up to ``stop_after`` epochs (None: to its end, then tests it), resuming from its
     checkpoint, and returns its record once finished (else None). Finished runs are read back, not trained again.
     ``warm_up()``: called once before the first slice that trains, so the process's one-time costs are no method's
-    (``common.warm_up``). Returns the records (``methods`` order, then seeds) and the epochs this call trained
-    ({method, seed, epoch, started, seconds}: seconds as the run measured them)."""
+    (``common.warm_up``). Returns the records (``methods`` order, then seeds) and every epoch the folder's sessions
+    trained ({method, seed, epoch, started, seconds, session}: seconds as the run measured them), kept in
+    ``interleaved_epochs.json``: a rerun that reuses finished runs keeps the timeline of the sessions that trained
+    them, and a resumed one continues it (its ``started`` follow on from the last session's end)."""
+    from ..fileio import atomic_write_json
     from ..runtime import progress_bar
 
-    records, trained = {}, []
-    session_start = time.time()
+    timeline_path = Path(out_dir) / TIMELINE_FILE
+    trained = _kept_timeline(timeline_path)
+    session = 1 + max((t.get("session", 0) for t in trained), default=-1)
+    offset = max((t["started"] + t["seconds"] for t in trained), default=0.0)
+    records = {}
+    session_start = time.time() - offset
     schedule = interleaved_schedule(methods, seeds, epochs)
     for method, seed, epoch in progress_bar(schedule, total=schedule_length(methods, seeds, epochs),
                                     desc="epochs, all methods interleaved", disable=not progress):
@@ -323,8 +351,11 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
         out = train_slice(method, seed, None if last else epoch + 1)
         if out is not None:
             records[(method, seed)] = out
-        trained += [{"method": method, "seed": seed, "epoch": h["epoch"], "started": started,
-                     "seconds": h["epoch_seconds"]} for h in run_history(out_dir, method, seed)[done_before:]]
+        new = [{"method": method, "seed": seed, "epoch": h["epoch"], "started": started,
+                "seconds": h["epoch_seconds"], "session": session} for h in run_history(out_dir, method, seed)[done_before:]]
+        if new:
+            trained += new
+            atomic_write_json(trained, timeline_path)
     return [records[(m, s)] for m in methods for s in seeds], trained
 
 
