@@ -37,6 +37,24 @@ def _data_dir(data: str | None) -> str | None:
     return str(Path(data).resolve())
 
 
+KERNEL_LOG = "kernel.log"
+
+
+def _kernel_manager_logging_to(path: Path):
+    """A kernel manager whose kernel writes its own stderr to ``path``: the kernel process's messages (its TCP
+    warning, and on Ctrl-C a zmq traceback from a reply sent to a closed socket) are about the machinery, not the
+    run; the notebook's output and errors still come back through papermill."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelLoggingManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            self._kdlib_log = open(path, "ab")  # noqa: SIM115 (the kernel holds it for its life)
+            kw["stderr"] = self._kdlib_log
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return KernelLoggingManager
+
+
 def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, kernel_name: str = "python3",
                  **parameters) -> Path:
     """Execute the experiment's notebook with PRESET, OUT_DIR, DATA_DIR and any other parameters given (by
@@ -58,7 +76,8 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     os.environ[BATCH_ENV] = "1"  # the kernel inherits it: explorers draw figures, not widgets nobody can see
     try:
         papermill.execute_notebook(str(notebook), str(running), parameters=parameters, kernel_name=kernel_name,
-                                   cwd=str(notebook.parent), progress_bar=False, log_output=False)
+                                   cwd=str(notebook.parent), progress_bar=False, log_output=False,
+                                   kernel_manager_class=_kernel_manager_logging_to(out / KERNEL_LOG))
     except BaseException:
         if running.exists():
             os.replace(running, failed_notebook_path(out, experiment))
@@ -243,6 +262,15 @@ def _main(argv: list[str] | None = None) -> int:
         if _identity_of(args.out) != folder:  # whatever failed first (papermill's save, a kdlib write), this is why
             print(f"error: --out {args.out} was deleted or replaced during the run: the run stopped there, and what the "
                   "folder held is lost. Run again to start over.", file=sys.stderr)
+            return 1
+        from nbclient.exceptions import DeadKernelError
+
+        if isinstance(exc, DeadKernelError):  # killed (out of memory, a crash): its last words are in its log
+            log = args.out / KERNEL_LOG
+            last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            print(f"error: the notebook's kernel died ({exc}){': ' + last[0] if last else ''}; its messages are in "
+                  f"{log}. Results computed so far stay in {args.out / 'runs'} and are reused when you run again.",
+                  file=sys.stderr)
             return 1
         if not isinstance(exc, (PapermillExecutionError, OSError)):
             raise

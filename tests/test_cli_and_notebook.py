@@ -154,3 +154,26 @@ def test_missing_data_fails_with_the_message_and_keeps_the_notebook(tmp_path, mo
     executed = nbformat.read(tmp_path / "out" / "01_mnist_kd.failed.ipynb", as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors and errors[0]["ename"] == "DataNotFoundError" and "hojjatk/mnist-dataset" in errors[0]["evalue"]
+
+
+def test_the_kernels_own_messages_go_to_its_log_not_the_terminal(tmp_path, capfd):
+    """The kernel process's stderr (its TCP warning; on Ctrl-C, a zmq traceback) is the machinery's, so `run`
+    writes it to OUT/kernel.log; a user's terminal shows kdlib's lines."""
+    import asyncio
+
+    from kdlib.__main__ import KERNEL_LOG, _kernel_manager_logging_to
+
+    log = tmp_path / KERNEL_LOG
+    manager = _kernel_manager_logging_to(log)(kernel_name="python3")
+
+    async def start_and_stop():
+        await manager.start_kernel()
+        client = manager.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        client.stop_channels()
+        await manager.shutdown_kernel(now=True)
+
+    asyncio.run(start_and_stop())
+    assert "Kernel is running over TCP" in log.read_text()
+    assert "IPKernelApp" not in capfd.readouterr().err
