@@ -140,8 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a usage error as one line that says where the help is (argparse prints its whole usage
+    block first, 12 lines for `run`, above the line that matters)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
+    parser = _OneLineErrors(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute an experiment's notebook headlessly")
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))

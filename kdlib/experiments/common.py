@@ -217,7 +217,7 @@ def check_switches(value, known, name: str) -> dict[str, bool]:
         raise ValueError(f"{name}={value!r} must be a dict of switches, e.g. {{{known[0]!r}: False}}")
     unknown = [k for k in value if k not in known]
     if unknown:
-        raise ValueError(f"{name} names unknown {unknown}; choose from {', '.join(known)}")
+        raise ValueError(f"{name} names unknown {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     wrong = {k: v for k, v in value.items() if not isinstance(v, bool)}
     if wrong:
         raise ValueError(f"{name}={value!r}: switches are True or False, not {next(iter(wrong.values()))!r}")
@@ -232,7 +232,7 @@ def check_names(value, known, name: str) -> list[str]:
         raise ValueError(f"{parameter(name)}={value!r} must be a list of names, e.g. {example}")
     unknown = [v for v in value if not isinstance(v, str) or v not in known]
     if unknown:
-        raise ValueError(f"{name} names unknown {unknown}; choose from {', '.join(known)}")
+        raise ValueError(f"{name} names unknown {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     if len(set(value)) != len(value):
         raise ValueError(f"{parameter(name)}={list(value)} repeats a name")
     return list(value)
