@@ -122,6 +122,9 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, out_dir: str
     try:
         result = fn(rank, world_size, *args)
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+        # every rank reaches here before any tears its group down: a rank whose peer is gone mid-exchange aborts
+        # in gloo ("terminate called without an active exception", SIGABRT; met once in CI's self-check)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
