@@ -149,9 +149,14 @@ def mcnemar_by_seed(runs: list[dict], method: str, baseline: str, labels, alpha:
     rows = [{"seed": seed, **mcnemar(predictions[(method, seed)], predictions[(baseline, seed)], labels)}
             for seed in seeds]
     significant = sum(r["p_value"] < alpha for r in rows)
-    text = (f"McNemar {method} vs {baseline}: significant (p < {alpha}) in {significant} of {len(rows)} seed(s); "
-            + ", ".join(f"seed {r['seed']}: {r['only_a_correct']} vs {r['only_b_correct']} discordant, "
-                        f"p = {r['p_value']:.3g}" for r in rows) + ".")
+    # name the winner of each significant seed: "significant in 1 of 2" alone reads as a verdict without a side
+    wins = [method if r["only_a_correct"] > r["only_b_correct"] else baseline for r in rows if r["p_value"] < alpha]
+    sides = "" if not wins else " (" + ", ".join(f"{n} for {m}" for m, n in
+                                                  ((m, wins.count(m)) for m in dict.fromkeys(wins))) + ")"
+    text = (f"McNemar {method} vs {baseline} (per seed, not corrected for the seeds): significant (p < {alpha}) "
+            f"in {significant} of {len(rows)} seed(s){sides}; "
+            + ", ".join(f"seed {r['seed']}: only {method} right on {r['only_a_correct']}, only {baseline} on "
+                        f"{r['only_b_correct']}, p = {r['p_value']:.3g}" for r in rows) + ".")
     return {"method": method, "baseline": baseline, "per_seed": rows, "significant_seeds": significant, "text": text}
 
 

@@ -103,7 +103,8 @@ def test_mcnemar_by_seed_pairs_the_predictions_the_records_carry():
     assert [r["seed"] for r in got["per_seed"]] == [0, 1]
     assert got["significant_seeds"] == 1  # seed 0: 10 vs 0 discordant, p = 2 / 1024
     assert got["per_seed"][0]["p_value"] == pytest.approx(2 / 1024) and got["per_seed"][1]["p_value"] == 1.0
-    assert "1 of 2 seed(s)" in got["text"]
+    assert "1 of 2 seed(s) (1 for hpmkd)" in got["text"]  # which model won, not only that one did
+    assert "seed 0: only hpmkd right on 10, only kd on 0" in got["text"]
 
 
 def test_p_values_against_kd():
