@@ -118,3 +118,30 @@ def plot_accuracy_curves(runs: list[dict], path=None):
     by_time.set_title("accuracy against time")
     by_time.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_forest(rows: list[dict], path=None, xlabel: str = "difference (points), mean over seeds with its 95% interval",
+                legend: dict[str, str] | None = None, lines: list[tuple[float, str]] = (), title: str = ""):
+    """A forest plot, first row on top: each row a point (``mean``) and its interval (``low``, ``high``; None: a
+    point alone) in ``colour``, labelled ``label`` on the left and ``note`` (the verdict) on the right. ``legend``
+    maps colour -> what it means; ``lines`` are (x, colour) reference lines beside zero (a margin, say)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 0.42 * max(len(rows), 2) + 1.2))
+    for i, r in enumerate(reversed(rows)):
+        if r.get("low") is not None:
+            ax.plot([r["low"], r["high"]], [i, i], color=r["colour"], lw=2)
+        ax.plot(r["mean"], i, "o", color=r["colour"], mfc=r.get("face", r["colour"]))
+        ax.annotate(r.get("note", ""), (1.01, i), xycoords=("axes fraction", "data"), fontsize=7, va="center")
+    ax.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=7)
+    ax.axvline(0, color="black", lw=0.8)
+    for x, colour in lines:
+        ax.axvline(x, color=colour, lw=0.8, ls="--")
+    for colour, meaning in (legend or {}).items():
+        ax.plot([], [], color=colour, lw=2, label=meaning)
+    if legend:
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10, pad=18 if legend else 6)
+    fig.tight_layout()
+    return save_figure(fig, path)

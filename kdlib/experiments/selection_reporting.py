@@ -375,28 +375,21 @@ def plot_comparisons(results: dict, path=None):
     """A forest plot of every comparison: the difference in test-accuracy points with its 95% interval, coloured by
     what it compares with (the frontier at the same time, the control at the same budget, full training at the same
     epochs, whose dashed line is the non-inferiority margin), and the Holm-adjusted verdict."""
+    from ..plots import plot_forest
     from .selection import NON_INFERIORITY_POINTS
 
-    plt = _plt()
     comps = results.get("comparisons", [])
-    fig, ax = plt.subplots(figsize=(9, 0.42 * max(len(comps), 2) + 1.2))
-    for i, c in enumerate(reversed(comps)):
-        mean = 100 * c["difference_mean"]
-        colour = KIND_COLOURS[c["kind"]]
-        if c["ci_low"] is not None:
-            ax.plot([100 * c["ci_low"], 100 * c["ci_high"]], [i, i], color=colour, lw=2)
-        ax.plot(mean, i, "o", color=colour)
-        ax.annotate(c["verdict"], (1.01, i), xycoords=("axes fraction", "data"), fontsize=7, va="center")
-    labels = [f"{c['method']} vs {c['baseline']}" for c in reversed(comps)]
-    ax.set_yticks(range(len(comps)), labels, fontsize=7)
-    ax.axvline(0, color="black", lw=0.8)
-    if any(c["kind"] == "same-epochs" for c in comps):
-        ax.axvline(-NON_INFERIORITY_POINTS, color=KIND_COLOURS["same-epochs"], lw=0.8, ls="--")
-    for kind, colour in KIND_COLOURS.items():
-        ax.plot([], [], color=colour, lw=2, label={"frontier": "vs full training given the same time",
-                                                   "control": "vs its control at the same budget",
-                                                   "same-epochs": f"vs full training, same epochs (margin -{NON_INFERIORITY_POINTS})"}[kind])
-    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
-    ax.set_xlabel("difference in test accuracy (points), mean over seeds with its 95% interval")
-    fig.tight_layout()
-    return _save(fig, path)
+
+    def points(v):
+        return None if v is None else 100 * v
+
+    rows = [{"label": f"{c['method']} vs {c['baseline']}", "mean": points(c["difference_mean"]),
+             "low": points(c["ci_low"]), "high": points(c["ci_high"]), "colour": KIND_COLOURS[c["kind"]],
+             "note": c["verdict"]} for c in comps]
+    legend = {KIND_COLOURS["frontier"]: "vs full training given the same time",
+              KIND_COLOURS["control"]: "vs its control at the same budget",
+              KIND_COLOURS["same-epochs"]: f"vs full training, same epochs (margin -{NON_INFERIORITY_POINTS})"}
+    margin = [(-NON_INFERIORITY_POINTS, KIND_COLOURS["same-epochs"])] if any(
+        c["kind"] == "same-epochs" for c in comps) else []
+    return plot_forest(rows, path, "difference in test accuracy (points), mean over seeds with its 95% interval",
+                       legend, margin)
