@@ -24,36 +24,97 @@ def save_figure(fig, path: str | Path | None):
     return fig
 
 
+def _dot_rows(ax, names, values, errors=None, colour="#4C72B0", fmt="{:.2f}"):
+    """Horizontal dots (first name on top) with their values written beside them: labels never overprint, and a
+    dot, unlike a bar, does not claim that its axis starts at zero."""
+    y = np.arange(len(names))[::-1]
+    ax.errorbar(values, y, xerr=errors, fmt="o", color=colour, capsize=3)
+    for yi, v in zip(y, values):
+        ax.annotate(fmt.format(v), (v, yi), fontsize=7, xytext=(0, 6), textcoords="offset points", ha="center")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _data_range(low: float, high: float, pad: float = 0.15) -> tuple[float, float]:
+    span = max(high - low, 0.5)
+    return low - pad * span, high + pad * span
+
+
 def plot_accuracy(summary: list[dict], path=None, title: str = "Test accuracy (mean ± sample std over seeds)"):
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = [s["method"] for s in summary]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(summary) + 1.4))
     means = np.array([100 * s["test_accuracy_mean"] for s in summary])
     stds = np.array([100 * (s["test_accuracy_std"] or 0.0) for s in summary])
-    bars = ax.bar(names, means, yerr=stds, capsize=4, color="#4C72B0")
-    for bar, m in zip(bars, means):
-        ax.annotate(f"{m:.2f}", (bar.get_x() + bar.get_width() / 2, m), ha="center", va="bottom", fontsize=8,
-                    xytext=(0, 3), textcoords="offset points")
-    low = max(0.0, float((means - stds).min()) - 5)
-    ax.set_ylim(low, 100)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    _dot_rows(ax, [s["method"] for s in summary], means, stds)
+    ax.set_xlim(*_data_range(float((means - stds).min()), float((means + stds).max())))
+    ax.set_xlabel("test accuracy (%); the axis spans the data, so small differences are visible")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
 def plot_retention(summary: list[dict], path=None):
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
     rows = [s for s in summary if s.get("retention") is not None]
-    ax.bar([s["method"] for s in rows], [100 * s["retention"] for s in rows], color="#55A868")
-    for s in rows:
-        ax.annotate(f"{100 * s['retention']:.1f}%, {s['compression']:.1f}x fewer params", (s["method"], 100 * s["retention"]),
-                    ha="center", va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
-    ax.axhline(100, color="grey", lw=0.8, ls="--")
-    values = [100 * s["retention"] for s in rows]
-    ax.set_ylim(max(0.0, min(values) - 5), max(values) + 2.5)
-    ax.set_ylabel("retention: accuracy / teacher's (%)")
-    ax.set_title("Accuracy retained, and compression against the teacher")
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.4))
+    values = np.array([100 * s["retention"] for s in rows])
+    names = [s["method"] + ("" if s.get("compression") is None else f" ({s['compression']:.0f}x fewer params)")
+             for s in rows]
+    _dot_rows(ax, names, values, colour="#55A868", fmt="{:.1f}%")
+    ax.axvline(100, color="grey", lw=0.8, ls="--")
+    ax.set_xlim(*_data_range(float(min(values.min(), 100)), float(max(values.max(), 100))))
+    ax.set_xlabel("retention: accuracy / the teacher's (%); dashed: the teacher; the axis spans the data")
+    ax.set_title("Accuracy retained, and compression against the teacher", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_probe_grid(probes: list[dict], path=None, chosen: tuple[float, float] | None = None,
+                    title: str = "(T, alpha) probes: validation accuracy"):
+    """The (temperature, alpha) search as a heatmap of validation accuracy, the choice outlined."""
+    plt = pyplot()
+    temperatures = sorted({p["temperature"] for p in probes})
+    alphas = sorted({p["alpha"] for p in probes})
+    grid = np.full((len(alphas), len(temperatures)), np.nan)
+    for p in probes:
+        grid[alphas.index(p["alpha"]), temperatures.index(p["temperature"])] = 100 * p["val_accuracy"]
+    fig, ax = plt.subplots(figsize=(1.1 * len(temperatures) + 2.4, 0.8 * len(alphas) + 1.4))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    for i in range(len(alphas)):
+        for j in range(len(temperatures)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if grid[i, j] > np.nanmean(grid) else "white")
+    if chosen is not None and chosen[0] in temperatures and chosen[1] in alphas:
+        j, i = temperatures.index(chosen[0]), alphas.index(chosen[1])
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.set_xticks(range(len(temperatures)), [f"{t:g}" for t in temperatures])
+    ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set(xlabel="temperature T", ylabel="alpha (weight of the KD term)")
+    ax.set_title(title + ("; red: chosen" if chosen else ""), fontsize=9)
+    fig.colorbar(image, ax=ax, label="validation accuracy (%)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_per_class(per_class: dict[str, list[float]], classes: list[str], path=None,
+                   title: str = "Per-class test accuracy (%)"):
+    """Per-class accuracy of each model (rows) as a heatmap with its values: where the models differ."""
+    plt = pyplot()
+    names = list(per_class)
+    grid = 100 * np.array([per_class[n] for n in names], dtype=float)
+    fig, ax = plt.subplots(figsize=(0.62 * len(classes) + 2.6, 0.42 * len(names) + 1.5))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    for i in range(len(names)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                    color="black" if grid[i, j] > np.nanmean(grid) else "white")
+    ax.set_xticks(range(len(classes)), classes, fontsize=8, rotation=30 if max(map(len, classes)) > 3 else 0,
+                  ha="right" if max(map(len, classes)) > 3 else "center")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -86,10 +147,20 @@ def plot_histories(histories: dict[str, list[dict]], path=None, key: str = "val_
     return save_figure(fig, path)
 
 
+def one_of_each_class(y, n: int = 20) -> np.ndarray:
+    """Indices of up to ``n`` samples that take the classes in turn (the first of each class, then the second, ...):
+    a sample strip that shows every class, where the first n rows of a sorted folder may all be one class."""
+    y = np.asarray(y)
+    rows = [np.flatnonzero(y == c) for c in np.unique(y)]
+    order = [int(r[rank]) for rank in range(max(map(len, rows), default=0)) for r in rows if rank < len(r)]
+    return np.array(order[:n], dtype=int)
+
+
 def plot_samples(x, y, classes: list[str], path=None, n: int = 20, title: str = ""):
-    """A strip of the first n images with their labels."""
+    """A strip of up to n images with their labels, every class shown (``one_of_each_class``)."""
     plt = pyplot()
-    n = min(n, len(y))
+    picked = one_of_each_class(np.asarray(y), n)
+    x, y, n = [x[int(i)] for i in picked], [y[int(i)] for i in picked], len(picked)
     fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(n * 0.45, 2.2))
     for i, ax in enumerate(np.ravel(axes)):
         ax.axis("off")

@@ -90,3 +90,14 @@ def test_each_notebook_shows_the_glance_first_and_fills_it_from_its_results(note
     assert "glance.update(Markdown(glance_markdown(results)))" in sources[writes]
     setup = next(c for c in cells if "kdlib-setup" in c["metadata"].get("tags", []))
     assert setup["metadata"]["jupyter"]["source_hidden"] and setup["metadata"]["_kg_hide-input"]
+
+
+def test_kdlibs_warnings_carry_no_local_path(tmp_path):
+    import warnings
+
+    import kdlib
+
+    ours = str(Path(kdlib.__file__).parent / "data" / "mnist.py")
+    assert warnings.formatwarning("3 duplicates", UserWarning, ours, 87) == "UserWarning: 3 duplicates\n"
+    theirs = warnings.formatwarning("deprecated", UserWarning, "/elsewhere/lib.py", 3)
+    assert "/elsewhere/lib.py:3" in theirs  # other libraries' warnings keep Python's format

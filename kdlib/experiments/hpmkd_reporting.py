@@ -119,23 +119,66 @@ def findings(results: dict) -> list[str]:
 
 
 def plot_hpmkd_traces(runs: list[dict], path=None):
-    """The temperature each epoch used (meta-temperature) and the mean weight of each teacher
-    (multi-teacher), per run."""
+    """The temperature each epoch used (meta-temperature) and, where HPM-KD had more than one teacher, the mean
+    weight of each (multi-teacher), per run. With one teacher there is nothing to weigh: that panel is left out and
+    the title says so."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
-    fig, (ax_t, ax_w) = plt.subplots(1, 2, figsize=(11, 3.6))
+    weighed = [r for r in runs if all(h.get("teacher_weights") for h in r["history"])]
+    fig, axes = plt.subplots(1, 2 if weighed else 1, figsize=(11 if weighed else 6, 3.6), squeeze=False)
+    ax_t = axes[0, 0]
     for r in runs:
         label = f"{r['method']} (seed {r['seed']})"
-        epochs = [h["epoch"] for h in r["history"]]
-        ax_t.plot(epochs, [h.get("temperature") for h in r["history"]], marker="o", label=label)
-        weights = [h.get("teacher_weights") for h in r["history"]]
-        if all(weights):
-            for name in weights[0]:
-                ax_w.plot(epochs, [w[name] for w in weights], marker=".", label=f"{name}, {label}")
-    ax_t.set(xlabel="epoch", ylabel="temperature T", title="Meta-temperature: T used each epoch")
-    ax_w.set(xlabel="epoch", ylabel="mean weight", title="Multi-teacher: mean per-sample weight", ylim=(0, 1))
-    if not ax_w.lines:
-        ax_w.text(0.5, 0.5, "one teacher only: nothing to weigh", ha="center", va="center", transform=ax_w.transAxes)
-    for ax in (ax_t, ax_w):
+        ax_t.plot([h["epoch"] for h in r["history"]], [h.get("temperature") for h in r["history"]], marker="o",
+                  label=label)
+    temperatures = {h.get("temperature") for r in runs for h in r["history"]}
+    title = "Meta-temperature: T used each epoch"
+    if len(temperatures) == 1:
+        title += f"\n(T stayed at {next(iter(temperatures)):g} in every run)"
+    ax_t.set(xlabel="epoch", ylabel="temperature T", title=title)
+    if not weighed:
+        ax_t.set_title(title + "; one teacher only: no weights to show", fontsize=9)
+    for r in weighed:
+        epochs, weights = [h["epoch"] for h in r["history"]], [h["teacher_weights"] for h in r["history"]]
+        for name in weights[0]:
+            axes[0, 1].plot(epochs, [w[name] for w in weights], marker=".", label=f"{name}, {r['method']} (seed {r['seed']})")
+    if weighed:
+        axes[0, 1].set(xlabel="epoch", ylabel="mean weight", title="Multi-teacher: mean per-sample weight", ylim=(0, 1))
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if ax.lines:
             ax.legend(fontsize=7)
+    fig.tight_layout()
     return save_figure(fig, path)
+
+
+COMPARISON_COLOURS = {"main": "#4C72B0", "ablation": "#DD8452", "idle": "0.65"}
+
+
+def plot_comparisons(results: dict, path=None):
+    """A forest plot: HPM-KD against KD given the same search, plain KD and KD given HPM-KD's compute (and KD
+    against the direct student), then each ablation row against HPM-KD on the same seeds, every difference in
+    test-accuracy points with its 95% interval and Holm-adjusted verdict. Rows whose component had nothing to do
+    are grey and marked so: they are not findings."""
+    from ..glance import outcome
+    from ..plots import plot_forest
+
+    def points(v):
+        return None if v is None else 100 * v
+
+    rows = []
+    for c in results.get("comparisons", []):
+        rows.append({"label": f"{c['method']} - {c['baseline']}", "mean": points(c["difference_mean"]),
+                     "low": points(c["ci_low"]), "high": points(c["ci_high"]), "colour": COMPARISON_COLOURS["main"],
+                     "note": outcome(c)})
+    for a in results.get("ablation", []):
+        idle = not a.get("counted")
+        rows.append({"label": f"{a['method']} - hpmkd", "mean": points(a["difference_mean"]),
+                     "low": points(a["ci_low"]), "high": points(a["ci_high"]),
+                     "colour": COMPARISON_COLOURS["idle" if idle else "ablation"],
+                     "note": "nothing to do: not a finding" if idle else outcome(a)})
+    legend = {COMPARISON_COLOURS["main"]: "methods compared", COMPARISON_COLOURS["ablation"]: "a component removed",
+              COMPARISON_COLOURS["idle"]: "component had nothing to do"}
+    return plot_forest(rows, path, "difference in test accuracy (points), mean over seeds with its 95% interval",
+                       legend)

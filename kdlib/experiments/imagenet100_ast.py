@@ -382,9 +382,10 @@ def per_epoch_frame(runs: list[dict]):
     for r in runs:
         for h in r["history"]:
             rows.append({"method": r["method"], "seed": r["seed"], "epoch": h["epoch"],
-                         "epoch_seconds": h["epoch_seconds"], "images_per_second": h["images_per_second"],
-                         "energy_joules": h["energy_joules"], "activation_rate": h.get("activation_rate", 1.0),
-                         "val_accuracy": h["val_accuracy"]})
+                         "epoch (s)": round(h["epoch_seconds"], 1), "images/s": round(h["images_per_second"]),
+                         "energy (J)": None if h["energy_joules"] is None else round(h["energy_joules"]),
+                         "activation rate": round(h.get("activation_rate", 1.0), 3),
+                         "val accuracy (%)": round(100 * h["val_accuracy"], 2)})
     return pd.DataFrame(rows)
 
 

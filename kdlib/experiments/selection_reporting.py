@@ -250,6 +250,41 @@ def plot_epoch_timeline(slices: list[dict], path=None):
     return _save(fig, path)
 
 
+def plot_per_epoch(runs: list[dict], path=None):
+    """Per epoch, each method's throughput (images per second, mean over seeds) and the energy the training GPU
+    drew (NVML); where no GPU measured energy, that panel says so instead of drawing zeros."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _plt()
+    fig, (ax_speed, ax_energy) = plt.subplots(1, 2, figsize=(11, 3.6))
+    measured = False
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        epochs = sorted({h["epoch"] for r in mine for h in r["history"]})
+
+        def mean_at(key, epoch):
+            values = [h.get(key) for r in mine for h in r["history"] if h["epoch"] == epoch]
+            values = [v for v in values if v is not None]
+            return float(np.mean(values)) if values else np.nan
+
+        ax_speed.plot(epochs, [mean_at("images_per_second", e) for e in epochs], marker="o", ms=3, label=method)
+        energy = [mean_at("energy_joules", e) for e in epochs]
+        if np.isfinite(energy).any():
+            ax_energy.plot(epochs, energy, marker="o", ms=3, label=method)
+            measured = True
+    ax_speed.set(xlabel="epoch", ylabel="images per second (mean over seeds)", title="throughput per epoch")
+    ax_energy.set(xlabel="epoch", ylabel="GPU energy per epoch (J)", title="energy per epoch (NVML)")
+    if not measured:
+        ax_energy.text(0.5, 0.5, "energy not measured:\nno NVML-readable GPU trained these runs", ha="center",
+                       va="center", transform=ax_energy.transAxes)
+    for ax in (ax_speed, ax_energy):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_selection_evidence(runs: list[dict], comparisons: list[dict], classes: list[str], path=None):
     """Why a rule does or does not beat its control: the scores of selected against unselected samples in the
     recorded batches; the mean loss of the samples each method learned from, per epoch; the per-class test
@@ -292,7 +327,8 @@ def plot_selection_evidence(runs: list[dict], comparisons: list[dict], classes: 
             ax_class.bar(np.arange(len(gaps)) + i * width, 100 * np.asarray(gaps), width,
                          label=f"{c['method']} - {c['control']}")
     ax_class.axhline(0, color="grey", lw=0.8)
-    ax_class.set_xticks(np.arange(len(classes)) + width * (len(comparisons) - 1) / 2, classes, rotation=45, fontsize=7)
+    ax_class.set_xticks(np.arange(len(classes)) + width * (len(comparisons) - 1) / 2, classes, rotation=30, fontsize=8,
+                        ha="right")
     ax_class.set(ylabel="test accuracy difference (points)", title="per class, against the control")
     if comparisons:
         ax_class.legend(fontsize=7)
