@@ -174,6 +174,12 @@ def metadata_problems(meta: dict) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             example = f"[{value!r}]" if isinstance(value, str) else "[]"
             problems.append(f"{field}: {value!r} must be a list of strings, e.g. {example}")
+    keywords = meta.get("keywords", [])
+    if "keywords:" not in "".join(problems):  # Kaggle's tags, one per string ("deep learning", "pytorch")
+        bad = [k for k in keywords if not k.strip() or "," in k]
+        if bad:
+            problems.append(f"keywords: {bad[0]!r}: give each tag as its own non-empty string, e.g. "
+                            f"{[k.strip() for k in bad[0].split(',') if k.strip()] or ['deep learning']}")
     wrong = {p.split(":", 1)[0] for p in problems}
 
     def ok(field):
