@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -467,3 +468,37 @@ def test_cli_build_takes_a_preset(tmp_path, capsys):
     cells = nbformat.read(tmp_path / "mnist-kd" / NOTEBOOKS["mnist-kd"], as_version=4).cells
     (i, line), = _assignments(cells)
     assert "parameters" in cells[i].metadata["tags"] and line.startswith('PRESET = "demo"  ')
+
+
+# A duration: "94 min", "1.5-2 h", "202 s", "12 hours" (not "12-hour").
+_DURATION = re.compile(r"\b\d+(?:[.,]\d+)?(?:\s*-\s*\d+(?:[.,]\d+)?)?\s*(?:h|hours?|min|minutes|s)\b(?!-)")
+# Durations that are not run times: Kaggle's session limit, the checkpoint interval, a target (not an estimate).
+_NOT_RUN_TIMES = ("at most 12 hours", "save every 10 minutes", "within 15 minutes on a T4 (the estimate in")
+
+
+def test_run_times_are_stated_once_in_the_kaggle_page_table():
+    """docs/kaggle.md's 'Run times' is the one place a run's time is given (the built kernel's intro links to it);
+    every other page points there instead of repeating a figure, so no two pages can disagree again."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    kaggle_page = (ROOT / "docs" / "kaggle.md").read_text()
+    assert kaggle_page.count("\n## Run times\n") == 1
+    start = kaggle_page.index("\n## Run times\n")
+    end = kaggle_page.find("\n## ", start + 1)
+    table = kaggle_page[start:end if end > 0 else None]
+    rows = [[cell.strip(" `") for cell in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| experiment")]
+    assert all(kind in ("measured", "estimate") for *_, kind, _ in [r[:5] for r in rows])
+    from kdlib.kaggle import default_preset, kernel_names
+
+    for name in kernel_names():  # each kernel's own preset has its row
+        preset = default_preset(name) or "none"
+        assert any(r[0] in (name, "all three") and r[1].startswith(preset) for r in rows), (name, preset)
+    for page in pages:
+        text = page.read_text()
+        if page.name == "kaggle.md":
+            text = text.replace(table, "")
+        for match in _DURATION.finditer(text):
+            around = text[max(0, match.start() - 40):match.end() + 30]
+            assert any(allowed in around for allowed in _NOT_RUN_TIMES), (
+                f"{page.relative_to(ROOT)} states a time ({around!r}): give it in docs/kaggle.md's Run times table "
+                "and point there")
