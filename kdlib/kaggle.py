@@ -174,6 +174,12 @@ def metadata_problems(meta: dict) -> list[str]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             example = f"[{value!r}]" if isinstance(value, str) else "[]"
             problems.append(f"{field}: {value!r} must be a list of strings, e.g. {example}")
+    keywords = meta.get("keywords", [])
+    if "keywords:" not in "".join(problems):  # Kaggle's tags, one per string ("deep learning", "pytorch")
+        bad = [k for k in keywords if not k.strip() or "," in k]
+        if bad:
+            problems.append(f"keywords: {bad[0]!r}: give each tag as its own non-empty string, e.g. "
+                            f"{[k.strip() for k in bad[0].split(',') if k.strip()] or ['deep learning']}")
     wrong = {p.split(":", 1)[0] for p in problems}
 
     def ok(field):
@@ -335,7 +341,8 @@ def bootstrap_cell_source(bundle: str) -> str:
 
 PRESET_FILE = "kdlib.json"  # kaggle_kernels/<name>/kdlib.json: {"preset": "<the preset a built kernel runs>"}
 PRESETS = ("demo", "quick", "full")
-INJECTED_TAG = "injected-parameters"
+INJECTED_TAG = "injected-parameters"  # papermill's, dropped from a built notebook
+INTRO_TAG = "kdlib-kernel-intro"
 
 
 def default_preset(name: str) -> str:
@@ -350,28 +357,126 @@ def default_preset(name: str) -> str:
     return preset
 
 
-def inject_parameters(nb, **parameters) -> None:
-    """Set notebook parameters as papermill does: a cell tagged 'injected-parameters' right after the cell
-    tagged 'parameters' (replacing an earlier injected one). Kaggle runs notebooks as they are, so this is how a
-    built kernel gets its preset."""
-    import nbformat
+def _translator(nb):
+    """papermill's parameter translator for the notebook's kernel and language, found as parameterize_notebook
+    finds it."""
+    from papermill.engines import papermill_engines
+    from papermill.translators import papermill_translators
+
+    return papermill_translators.find_translator(papermill_engines.nb_kernel_name(None, nb),
+                                                 papermill_engines.nb_language(None, nb))
+
+
+def set_parameters(nb, notebook_name: str = "the notebook", **parameters) -> None:
+    """Write each parameter's value into the cell tagged 'parameters' itself, keeping every other line and each
+    line's comment, so that what a reader sees there is what runs (Kaggle runs a notebook as it is).
+
+    Not papermill's ``parameterize_notebook``: it adds an 'injected-parameters' cell after the parameters cell, and a
+    person who then edits the parameters cell on Kaggle is silently overridden by it. papermill has no call that
+    rewrites the cell, so the rewrite is ours; what papermill has is used: its translator renders each value (as its
+    injected cells would) and its parser (``inspect``) says which names the cell declares. Any earlier injected
+    cell is dropped, since it would override the cell."""
+    import ast
 
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.metadata.get("tags", [])]
-    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(tagged) != 1:
-        raise ValueError(f"expected one cell tagged 'parameters', found {len(tagged)}")
-    source = "# Parameters\n" + "".join(f"{key} = {json.dumps(value) if isinstance(value, str) else repr(value)}\n"
-                                      for key, value in parameters.items())
-    nb.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]}))
+        raise ValueError(f"{notebook_name}: expected one cell tagged 'parameters', found {len(tagged)}")
+    cell, translator = tagged[0], _translator(nb)
+    declared = {p.name for p in translator.inspect(cell)}
+    for name, value in parameters.items():
+        if name not in declared:
+            raise ValueError(f"{notebook_name}: its parameters cell has no line '{name} = ...' (the form papermill "
+                             "reads as a parameter); add one")
+        lines = re.split(r"(?<=\n)", cell.source)  # ast's lines (str.splitlines also splits at \x0c, \u2028)
+        try:
+            body = ast.parse(cell.source).body
+        except SyntaxError as exc:
+            raise ValueError(f"{notebook_name}: its parameters cell is not valid Python (line {exc.lineno}: "
+                             f"{exc.msg}); fix it") from None
+        assignments = [node for node in body if isinstance(node, ast.Assign)
+                       and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)]
+        if len(assignments) != 1:
+            raise ValueError(f"{notebook_name}: its parameters cell assigns {name} {len(assignments)} times; keep one "
+                             f"line '{name} = ...'")
+        node = assignments[0].value
+        # ast's offsets count UTF-8 bytes; the value may span lines (a list written over several)
+        first, last = (lines[node.lineno - 1].encode(), lines[node.end_lineno - 1].encode())
+        head, tail = first[:node.col_offset].decode(), last[node.end_col_offset:].decode()
+        rendered = translator.translate(value)
+        old_width = (node.end_col_offset - node.col_offset) if node.lineno == node.end_lineno else len(rendered)
+        gap = len(tail) - len(tail.lstrip(" "))
+        if tail.strip().startswith("#") and gap:  # keep the comment's column where the spaces allow
+            tail = " " * max(1, gap - (len(rendered) - old_width)) + tail.lstrip(" ")
+        lines[node.lineno - 1:node.end_lineno] = [head + rendered + tail]
+        cell.source = "".join(lines)
+
+
+def _accelerator_text(shape: str | None, gpu: bool) -> str:
+    if not gpu:
+        return "no accelerator (CPU)"
+    return f"a GPU, machine shape `{shape}`" if shape else "a GPU"
+
+
+def _times_link() -> str:
+    """Where a reader finds each preset's run time (kept in one table, so not repeated here)."""
+    from .links import BRANCH, repository_url
+
+    page = "docs/kaggle.md#run-times"
+    try:
+        return f"[{page}]({repository_url().rstrip('/')}/blob/{BRANCH}/{page})"
+    except (OSError, KeyError, ValueError, ImportError):  # an install without its metadata: the path alone
+        return f"`{page}`"
+
+
+def intro_cell_source(name: str, meta: dict, preset: str | None, accelerator: str | None = None) -> str:
+    """The built kernel's first cell: what it runs (experiment, preset, data, accelerator, internet) and how to
+    change the preset, because a reader of a pushed kernel meets its saved version before anything else."""
+    from . import __version__
+
+    data = ", ".join(f"`{d}`" for d in meta.get("dataset_sources") or []) or "none"
+    earlier = ", ".join(f"`{k}`" for k in meta.get("kernel_sources") or [])
+    lines = [
+        f"## This kernel: {meta.get('title') or name}" + (f", preset `{preset}`" if preset else ""),
+        "",
+        f"- **Runs** `{name}`, the notebook `notebooks/{meta['code_file']}` of kdlib {__version__},"
+        + (f" in its `{preset}` preset (the `PRESET` line of the parameters cell below)." if preset
+           else " (no presets)."),
+        f"- **Data attached** (under `/kaggle/input`): {data}."
+        + (f" Earlier output attached, whose runs this version continues: {earlier}." if earlier else ""),
+        f"- **Accelerator**: {_accelerator_text(accelerator or meta.get('machine_shape'), meta.get('enable_gpu'))}; "
+        f"internet {'on' if meta.get('enable_internet') else 'off'}.",
+        "- kdlib travels inside this notebook (the hidden cell below unpacks it), so it needs no install.",
+    ]
+    if preset:
+        other = next(p for p in ("quick", "full") if p != preset)
+        lines += [
+            "",
+            f"**To change the preset**: edit `PRESET` in the parameters cell ({' | '.join(PRESETS)}), then "
+            "**Save Version > Save & Run All**; or, from a clone, "
+            f"`python -m kdlib kaggle push {name} --preset {other}` (it rewrites that same line). "
+            f"How long each preset takes: {_times_link()}.",
+        ]
+    else:
+        lines += ["", "It has no presets; the parameters cell below says what can be set. Then **Save Version > "
+                  "Save & Run All**."]
+    return "\n".join(lines)
+
+
+# The bundled cell, hidden where notebooks are read: jupyter.* is JupyterLab's and Notebook 7's, _kg_hide-* Kaggle's.
+HIDDEN = {"jupyter": {"source_hidden": True, "outputs_hidden": True}, "_kg_hide-input": True,
+          "_kg_hide-output": True}
+_IMPORTS_KDLIB = re.compile(r"^\s*(import|from)\s+kdlib\b", re.MULTILINE)
 
 
 def build(name: str, out_dir: str | Path, owner: str | None = None, preset: str | None = None,
-          resume_from: str | None = None) -> Path:
+          resume_from: str | None = None, accelerator: str | None = None) -> Path:
     """Write the push folder for kernel ``name``: its metadata (id under ``owner``) and its notebook with
-    outputs stripped, the setup cell replaced by the bundled package and ``PRESET`` set to ``preset`` (default:
-    the kernel's own, from its kdlib.json) in an injected-parameters cell. ``notebooks/`` stays the source.
-    ``resume_from`` ('OWNER/SLUG', usually this kernel's own id) is added to ``kernel_sources``: that kernel's
-    latest output is mounted under /kaggle/input and the notebook continues its runs (``kdlib.sessions``)."""
+    outputs stripped, a first cell saying what the kernel runs, the setup cell replaced by the bundled package
+    (hidden) and ``PRESET`` set to ``preset`` (default: the kernel's own, from its kdlib.json) in the parameters
+    cell itself. ``notebooks/`` stays the source. ``resume_from`` ('OWNER/SLUG', usually this kernel's own id) is
+    added to ``kernel_sources``: that kernel's latest output is mounted under /kaggle/input and the notebook
+    continues its runs (``kdlib.sessions``). ``accelerator`` (push's) only changes what the first cell says."""
     import os
 
     import nbformat
@@ -393,15 +498,23 @@ def build(name: str, out_dir: str | Path, owner: str | None = None, preset: str 
     if resume_from and resume_from not in meta.setdefault("kernel_sources", []):
         meta["kernel_sources"].append(resume_from)
     nb = nbformat.read(NOTEBOOK_DIR / meta["code_file"], as_version=4)
-    setup = [c for c in nb.cells if SETUP_TAG in c.metadata.get("tags", [])]
+    setup = [i for i, c in enumerate(nb.cells) if SETUP_TAG in c.metadata.get("tags", [])]
     if len(setup) != 1:
         raise ValueError(f"{meta['code_file']}: expected one cell tagged {SETUP_TAG!r}, found {len(setup)}")
-    setup[0].source = bootstrap_cell_source(bundle_package())
+    early = [i for i, c in enumerate(nb.cells[:setup[0]]) if c.cell_type == "code" and _IMPORTS_KDLIB.search(c.source)]
+    if early:  # Kaggle has no kdlib but the bundled one: a cell importing it first would fail there
+        raise ValueError(f"{meta['code_file']}: cell {early[0] + 1} imports kdlib before the cell tagged "
+                         f"{SETUP_TAG!r} (cell {setup[0] + 1}) makes it importable; move it below")
+    bundled = nb.cells[setup[0]]
+    bundled.source = bootstrap_cell_source(bundle_package())
+    bundled.metadata.update(json.loads(json.dumps(HIDDEN)))  # a copy; the source's other settings (tags) are kept
     preset = preset or default_preset(name)
     if preset is not None:  # the self-check kernel has no preset
         if preset not in PRESETS:
             raise ValueError(f"preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        inject_parameters(nb, PRESET=preset)
+        set_parameters(nb, meta["code_file"], PRESET=preset)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(intro_cell_source(name, meta, preset, accelerator),
+                                                     metadata={"tags": [INTRO_TAG]}))
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -530,7 +643,7 @@ def push(name: str, build_dir: str | Path, owner: str | None = None, dry_run: bo
     if not owner and not dry_run:
         api = authenticated_api()  # a token names its user only when Kaggle is asked
         owner = configured_owner(api)
-    folder = build(name, build_dir, owner, preset, resume_from=resume_from)
+    folder = build(name, build_dir, owner, preset, resume_from=resume_from, accelerator=accelerator)
     problems = validate_kernel_folder(folder)
     if problems:
         raise ValueError(f"{folder} is not ready to push:\n" + "\n".join(f"  - {p}" for p in problems))

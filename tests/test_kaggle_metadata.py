@@ -41,6 +41,10 @@ def _with(tmp_path, text=None, **changes):
     ({"kernel_sources": ["me/My-Kernel"]}, "the slug 'My-Kernel' is not a Kaggle slug"),
     ({"kernel_sources": [7]}, "kernel_sources: [7] must be a list of strings"),
     ({"docker_image_pinning_type": "newest"}, "docker_image_pinning_type: 'newest'; use one of ['original', 'latest']"),
+    ({"keywords": "deep learning"}, "keywords: 'deep learning' must be a list of strings, e.g. ['deep learning']"),
+    ({"keywords": ["deep learning, pytorch"]},
+     "keywords: 'deep learning, pytorch': give each tag as its own non-empty string, e.g. ['deep learning', 'pytorch']"),
+    ({"keywords": ["gpu", " "]}, "keywords: ' ': give each tag as its own non-empty string"),
 ])
 def test_each_wrong_type_or_value_is_one_problem_naming_its_field(tmp_path, changes, expected):
     problems = _with(tmp_path, **changes)
@@ -48,6 +52,15 @@ def test_each_wrong_type_or_value_is_one_problem_naming_its_field(tmp_path, chan
     mine = [p for p in problems if p.startswith(f"{field}:")]
     assert len(mine) == 1 and expected in mine[0], problems
     assert all("\n" not in p for p in problems)
+
+
+@pytest.mark.parametrize("name", kaggle.kernel_names())
+def test_every_kernel_names_kaggle_tags_the_validator_accepts(tmp_path, name):
+    """keywords: Kaggle's tags, lower case as Kaggle lists them, one per string; the kernel still validates."""
+    meta = kaggle.read_metadata(kaggle.KERNELS_DIR / name / METADATA_FILE)
+    assert meta["keywords"] and all(k == k.strip().lower() and "," not in k for k in meta["keywords"])
+    assert "deep learning" in meta["keywords"] and kaggle.metadata_problems(meta) == []
+    assert kaggle.validate_kernel(name) == []
 
 
 @pytest.mark.parametrize("flag", ["true", "false", True])

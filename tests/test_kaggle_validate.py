@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -242,7 +243,7 @@ def test_built_kernel_runs_as_kaggle_runs_it(tmp_path, monkeypatch, name):
     cells = nb.cells
     setup = next(c for c in cells if "kdlib-setup" in c.metadata.get("tags", []))
     assert f"from {BUNDLE_DIR}/kdlib" in outputs_of(setup)  # kdlib came from the notebook itself
-    first_line = outputs_of(cells[[i for i, c in enumerate(cells) if "injected-parameters" in c.metadata.get("tags", [])][0] + 1])
+    first_line = outputs_of(cells[[i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])][0] + 1])
     assert first_line.startswith(f"data: {dataset_name} from {attached} (found under {kaggle_input}); preset demo; "
                                  "device cpu (no CUDA GPU visible)\n")
 
@@ -286,9 +287,22 @@ def test_raw_notebook_with_the_internet_off_says_what_to_do(tmp_path, monkeypatc
     assert "Settings > Internet" in outputs_of(setup)  # the setup cell, not a later one, stopped the run
 
 
+def _assignments(cells, name="PRESET"):
+    """(cell index, line) of every top-level assignment of ``name`` in the code cells."""
+    import re
+
+    line = re.compile(rf"^{name}\s*=")
+    return [(i, text) for i, c in enumerate(cells) if c.cell_type == "code"
+            for text in c.source.splitlines() if line.match(text)]
+
+
+HIDDEN_FLAGS = {"_kg_hide-input": True, "_kg_hide-output": True}
+
+
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_build_replaces_only_the_setup_cell(tmp_path, name):
-    """...and adds the preset's injected-parameters cell (tested in test_platform_data)."""
+def test_build_changes_only_the_setup_and_parameters_cells_behind_an_intro(tmp_path, name):
+    """The source's cells in order behind one intro cell; the setup cell bundles kdlib and is hidden (Kaggle and
+    Jupyter), the parameters cell differs from the source in its PRESET line only."""
     import nbformat
 
     from kdlib.kaggle import build
@@ -298,34 +312,143 @@ def test_build_replaces_only_the_setup_cell(tmp_path, name):
     assert meta["id"].startswith("someone/")
     source = nbformat.read(ROOT / "notebooks" / NOTEBOOKS[name], as_version=4)
     built = nbformat.read(folder / NOTEBOOKS[name], as_version=4)
-    built.cells = [c for c in built.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    assert len(source.cells) == len(built.cells)
-    for a, b in zip(source.cells, built.cells):
+    intro, *rest = built.cells
+    assert intro.cell_type == "markdown" and intro.metadata["tags"] == ["kdlib-kernel-intro"]
+    assert len(source.cells) == len(rest)
+    for a, b in zip(source.cells, rest):
         if "kdlib-setup" in a.metadata.get("tags", []):
             assert "base64.b64decode" in b.source and "import kdlib" in b.source
+            assert {k: b.metadata[k] for k in HIDDEN_FLAGS} == HIDDEN_FLAGS
+            assert b.metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+        elif "parameters" in a.metadata.get("tags", []):
+            differ = [(x, y) for x, y in zip(a.source.splitlines(), b.source.splitlines()) if x != y]
+            assert len(a.source.splitlines()) == len(b.source.splitlines()) and len(differ) <= 1
+            assert all(x.startswith("PRESET") for x, _ in differ)
         else:
-            assert a.source == b.source
+            assert a.source == b.source and a.metadata == b.metadata
+    assert sum(bool(c.metadata.get("_kg_hide-input")) for c in built.cells) == 1  # the bundle alone is hidden
     assert all(not c.get("outputs") for c in built.cells if c.cell_type == "code")
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_build_injects_the_preset_after_the_parameters_cell(tmp_path, name):
+def test_build_writes_the_preset_into_the_parameters_cell(tmp_path, name):
+    """What a person sees in the parameters cell is what runs: one PRESET assignment in the whole notebook, in
+    the cell tagged 'parameters', equal to the preset asked for, its comment kept; no injected cell after it."""
+    import ast
+
     import nbformat
 
     from kdlib.kaggle import build
 
     default = json.loads((KERNELS_DIR / name / "kdlib.json").read_text())["preset"]
-    for preset, expected in ((None, default), ("demo", "demo")):
+    source = nbformat.read(ROOT / "notebooks" / NOTEBOOKS[name], as_version=4)
+    (_, source_line), = _assignments(source.cells)
+    for preset, expected in ((None, default), ("demo", "demo"), ("quick", "quick"), ("full", "full")):
         folder = build(name, tmp_path / str(preset), owner="someone", preset=preset)
         cells = nbformat.read(folder / NOTEBOOKS[name], as_version=4).cells
-        i = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-        injected = cells[i + 1]
-        assert injected.metadata["tags"] == ["injected-parameters"]
-        assert injected.source == f'# Parameters\nPRESET = "{expected}"\n'
-        assert sum("injected-parameters" in c.metadata.get("tags", []) for c in cells) == 1
+        (i, line), = _assignments(cells)
+        assert "parameters" in cells[i].metadata.get("tags", [])
+        assert ast.literal_eval(line.split("=", 1)[1].split("#", 1)[0].strip()) == expected
+        assert line.split("#", 1)[1] == source_line.split("#", 1)[1]  # the comment survives
+        assert line.index("#") == source_line.index("#")  # in its column
+        assert not any("injected-parameters" in c.metadata.get("tags", []) for c in cells)
+        assert f"preset `{expected}`" in cells[0].source
         assert validate_kernel_folder(folder) == []
     with pytest.raises(ValueError, match="demo, quick, full"):
         build(name, tmp_path / "bad", preset="huge")
+
+
+def _notebook(*cells, kernel="python3"):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": kernel, "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": tags} if tags else {}) for source, tags in cells]
+    return nb
+
+
+def test_set_parameters_rewrites_the_assignment_and_keeps_every_comment():
+    from kdlib.kaggle import set_parameters
+
+    params = ('# the run\n'
+              'PRESET = "demo"      # demo | quick | full (café)\n'
+              'SEEDS = ["é",\n'
+              '         "ü"]  # two\n'
+              'OUT_DIR = None\n')
+    nb = _notebook(("x = 1", None), (params, ["parameters"]), ('PRESET = "quick"', ["injected-parameters"]))
+    set_parameters(nb, PRESET="quick", SEEDS=[3], OUT_DIR="runs/a")
+    assert [c.source for c in nb.cells] == ["x = 1", (
+        '# the run\n'
+        'PRESET = "quick"     # demo | quick | full (café)\n'
+        'SEEDS = [3]  # two\n'
+        'OUT_DIR = "runs/a"\n')]  # papermill's rendering of the values; the stale injected cell is gone
+
+
+@pytest.mark.parametrize("params, expected", [
+    ('SEEDS = None  # seeds\n', "its parameters cell has no line 'PRESET = ...' (the form papermill reads"),
+    ('PRESET = OTHER = "demo"\n', "its parameters cell has no line 'PRESET = ...'"),
+    ('PRESET = "demo"\nPRESET = "full"\n', "assigns PRESET 2 times; keep one line 'PRESET = ...'"),
+    ('PRESET = "demo"\nSEEDS = [0,\n', "its parameters cell is not valid Python (line 2: "),
+])
+def test_set_parameters_refuses_a_cell_it_cannot_rewrite_in_one_line(params, expected):
+    from kdlib.kaggle import set_parameters
+
+    with pytest.raises(ValueError, match="^nb.ipynb: ") as refused:
+        set_parameters(_notebook((params, ["parameters"])), "nb.ipynb", PRESET="full")
+    assert expected in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_build_keeps_working_when_the_source_gains_cells_and_hides_its_setup(tmp_path, monkeypatch):
+    """Another cell above the setup (a results summary, markdown) and the source's own hiding of the setup cell:
+    build keeps both; a code cell importing kdlib above the setup cell is refused in one line."""
+    import nbformat
+
+    from kdlib import kaggle
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    monkeypatch.setattr(kaggle, "NOTEBOOK_DIR", notebooks)
+    nb = nbformat.read(ROOT / "notebooks" / NOTEBOOKS["cifar10-ast"], as_version=4)
+    setup = next(c for c in nb.cells if "kdlib-setup" in c.metadata.get("tags", []))
+    setup.metadata["jupyter"] = {"source_hidden": True}
+    setup.metadata["collapsed"] = True
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("## Results at a glance", metadata={"tags": ["glance"]}))
+    nbformat.write(nb, notebooks / NOTEBOOKS["cifar10-ast"])
+    folder = kaggle.build("cifar10-ast", tmp_path / "build", owner="someone")
+    built = nbformat.read(folder / NOTEBOOKS["cifar10-ast"], as_version=4)
+    assert [c.metadata.get("tags") for c in built.cells[:4]] == [["kdlib-kernel-intro"], None, ["glance"],
+                                                                 ["kdlib-setup"]]
+    assert built.cells[3].metadata["collapsed"] is True and built.cells[3].metadata["_kg_hide-input"] is True
+    assert built.cells[3].metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+    assert validate_kernel_folder(folder) == []
+
+    nb.cells.insert(2, nbformat.v4.new_code_cell("from kdlib import results_io"))
+    nbformat.write(nb, notebooks / NOTEBOOKS["cifar10-ast"])
+    with pytest.raises(ValueError, match=r"^02_cifar10_ast.ipynb: cell 3 imports kdlib before the cell tagged "
+                                         r"'kdlib-setup' \(cell 4\)"):
+        kaggle.build("cifar10-ast", tmp_path / "refused", owner="someone")
+
+
+def test_intro_says_what_the_kernel_runs_and_how_to_change_it(tmp_path):
+    import nbformat
+
+    from kdlib.kaggle import build, push
+
+    folder = build("imagenet100-ast", tmp_path / "b", owner="me", preset="full",
+                   resume_from="me/kdlib-imagenet-100-adaptive-sparse-training")
+    intro = nbformat.read(folder / NOTEBOOKS["imagenet100-ast"], as_version=4).cells[0].source
+    assert intro.startswith("## This kernel: kdlib ImageNet-100 adaptive sparse training, preset `full`")
+    for said in ("notebooks/03_imagenet100_ast.ipynb", "`full` preset", "`ambityga/imagenet100`",
+                 "`me/kdlib-imagenet-100-adaptive-sparse-training`", "`NvidiaTeslaT4`", "internet on",
+                 "edit `PRESET` in the parameters cell", "Save & Run All", "--preset quick", "docs/kaggle.md#run-times"):
+        assert said in intro, said
+    sent = push("cifar10-ast", tmp_path / "p", owner="me", dry_run=True, accelerator="NvidiaTeslaT4Highmem")
+    intro = nbformat.read(Path(sent["folder"]) / NOTEBOOKS["cifar10-ast"], as_version=4).cells[0].source
+    assert "`NvidiaTeslaT4Highmem`" in intro and "internet off" in intro and "`pankrzysiu/cifar10-python`" in intro
+    selftest = nbformat.read(build("gpu-selftest", tmp_path / "s", owner="me") / "00_gpu_selftest.ipynb",
+                             as_version=4).cells[0].source
+    assert "no presets" in selftest and "PRESET" not in selftest and "Data attached** (under `/kaggle/input`): none" \
+        in selftest
 
 
 def test_default_presets_are_the_t4_ones():
@@ -343,4 +466,39 @@ def test_cli_build_takes_a_preset(tmp_path, capsys):
     assert main(["kaggle", "build", "mnist-kd", "--preset", "demo", "--out", str(tmp_path)]) == 0
     assert "PRESET='demo'" in capsys.readouterr().out
     cells = nbformat.read(tmp_path / "mnist-kd" / NOTEBOOKS["mnist-kd"], as_version=4).cells
-    assert any(c.source == '# Parameters\nPRESET = "demo"\n' for c in cells)
+    (i, line), = _assignments(cells)
+    assert "parameters" in cells[i].metadata["tags"] and line.startswith('PRESET = "demo"  ')
+
+
+# A duration: "94 min", "1.5-2 h", "202 s", "12 hours" (not "12-hour").
+_DURATION = re.compile(r"\b\d+(?:[.,]\d+)?(?:\s*-\s*\d+(?:[.,]\d+)?)?\s*(?:h|hours?|min|minutes|s)\b(?!-)")
+# Durations that are not run times: Kaggle's session limit, the checkpoint interval, a target (not an estimate).
+_NOT_RUN_TIMES = ("at most 12 hours", "save every 10 minutes", "within 15 minutes on a T4 (the estimate in")
+
+
+def test_run_times_are_stated_once_in_the_kaggle_page_table():
+    """docs/kaggle.md's 'Run times' is the one place a run's time is given (the built kernel's intro links to it);
+    every other page points there instead of repeating a figure, so no two pages can disagree again."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    kaggle_page = (ROOT / "docs" / "kaggle.md").read_text()
+    assert kaggle_page.count("\n## Run times\n") == 1
+    start = kaggle_page.index("\n## Run times\n")
+    end = kaggle_page.find("\n## ", start + 1)
+    table = kaggle_page[start:end if end > 0 else None]
+    rows = [[cell.strip(" `") for cell in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| experiment")]
+    assert all(kind in ("measured", "estimate") for *_, kind, _ in [r[:5] for r in rows])
+    from kdlib.kaggle import default_preset, kernel_names
+
+    for name in kernel_names():  # each kernel's own preset has its row
+        preset = default_preset(name) or "none"
+        assert any(r[0] in (name, "all three") and r[1].startswith(preset) for r in rows), (name, preset)
+    for page in pages:
+        text = page.read_text()
+        if page.name == "kaggle.md":
+            text = text.replace(table, "")
+        for match in _DURATION.finditer(text):
+            around = text[max(0, match.start() - 40):match.end() + 30]
+            assert any(allowed in around for allowed in _NOT_RUN_TIMES), (
+                f"{page.relative_to(ROOT)} states a time ({around!r}): give it in docs/kaggle.md's Run times table "
+                "and point there")

@@ -627,7 +627,7 @@ def _pushed_metadata(tmp: Path, edit) -> tuple[int, str]:
 
 @case("kernel-metadata.json with a trailing comma", r"kernel-metadata\.json: not valid JSON")
 def metadata_trailing_comma(tmp: Path):
-    return _pushed_metadata(tmp, lambda text: text.replace('"model_sources": []', '"model_sources": [],'))
+    return _pushed_metadata(tmp, lambda text: text.rstrip().removesuffix("}") + ",}")
 
 
 @case("kernel-metadata.json: a JSON list", r"must hold a JSON object of fields, not a list")

@@ -94,7 +94,8 @@ def test_build_bundles_kdlib_into_the_selftest_setup_cell(tmp_path):
     from kdlib.kaggle import build
 
     folder = build(KERNEL, tmp_path, owner="someone")
-    source, built = _cells(ROOT / "notebooks" / NOTEBOOK), _cells(folder / NOTEBOOK)
+    source, (intro, *built) = _cells(ROOT / "notebooks" / NOTEBOOK), _cells(folder / NOTEBOOK)
+    assert intro["cell_type"] == "markdown" and "no presets" in "".join(intro["source"])
     assert len(source) == len(built)
     for a, b in zip(source, built):
         if "kdlib-setup" in a["metadata"].get("tags", []):
