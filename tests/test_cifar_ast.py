@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import run_kdlib, tiny_splits
+from reading import check_reads_as_saved
 from kdlib import results_io, runs
 from kdlib.data.splits import ImageSplits
 from kdlib.experiments import cifar10_ast as exp
@@ -199,3 +200,4 @@ def test_demo_notebook_end_to_end(tmp_path, monkeypatch):
     for c in comparisons.values():
         assert c["text"].split(":")[0] in executed  # "ast BEATS training less", "ast cannot be told apart ...", ...
     assert ("ast BEATS training less" in executed) == (comparisons[("ast", "frontier")]["verdict"] == "beats")
+    check_reads_as_saved(out / "02_cifar10_ast.ipynb")  # as a shared link shows it

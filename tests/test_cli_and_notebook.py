@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from conftest import run_kdlib
+from reading import check_reads_as_saved
 from kdlib import results_io, runs
 from kdlib.__main__ import main
 from kdlib.data.mnist import load_digits_28
@@ -117,10 +118,11 @@ def test_demo_notebook_end_to_end(tmp_path):
     assert [m["baseline"] for m in results["mcnemar"]] == ["kd-tuned", "kd"]
     assert len(results["mcnemar"][0]["per_seed"]) == 2
     for figure in ("samples", "accuracy", "retention", "val_accuracy", "confusion_teacher", "confusion_kd",
-                   "hpmkd_traces"):
+                   "hpmkd_traces", "probe_grid", "comparisons", "per_class"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     executed = nbformat.read(out / "01_mnist_kd.ipynb", as_version=4)
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
+    check_reads_as_saved(out / "01_mnist_kd.ipynb")  # as a shared link shows it
     assert (out / "results.csv").exists() and (out / "results.txt").exists()
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import run_kdlib
+from reading import check_reads_as_saved
 from kdlib import results_io, runs
 from kdlib.experiments import imagenet100_ast
 
@@ -61,8 +62,9 @@ def test_demo_notebook_end_to_end(tmp_path):
     assert all(r["test_accuracy"] > 0.5 for r in results["runs"] if r["method"] == "full")
     assert all(r["test_accuracy"] > 0.2 for r in results["runs"])
     assert (out / "store" / "digits-jpeg-36px-train" / "meta.json").exists()
-    for figure in ("samples", "accuracy_curves", "controller_trace", "cost", "frontier", "comparisons"):
+    for figure in ("samples", "accuracy_curves", "controller_trace", "cost", "frontier", "comparisons", "per_epoch"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+    check_reads_as_saved(out / "03_imagenet100_ast.ipynb")  # as a shared link shows it
 
 
 def test_a_run_is_data_parallel_over_two_ranks_from_the_same_store(tmp_path):

@@ -326,7 +326,10 @@ def test_build_changes_only_the_setup_and_parameters_cells_behind_an_intro(tmp_p
             assert all(x.startswith("PRESET") for x, _ in differ)
         else:
             assert a.source == b.source and a.metadata == b.metadata
-    assert sum(bool(c.metadata.get("_kg_hide-input")) for c in built.cells) == 1  # the bundle alone is hidden
+    # the bundle is hidden, and beside it only what the source hides itself (the glance cell's one-line source)
+    hidden_in_source = [c for c in source.cells if c.metadata.get("_kg_hide-input")
+                        and "kdlib-setup" not in c.metadata.get("tags", [])]
+    assert sum(bool(c.metadata.get("_kg_hide-input")) for c in built.cells) == 1 + len(hidden_in_source)
     assert all(not c.get("outputs") for c in built.cells if c.cell_type == "code")
 
 
@@ -412,20 +415,20 @@ def test_build_keeps_working_when_the_source_gains_cells_and_hides_its_setup(tmp
     setup = next(c for c in nb.cells if "kdlib-setup" in c.metadata.get("tags", []))
     setup.metadata["jupyter"] = {"source_hidden": True}
     setup.metadata["collapsed"] = True
-    nb.cells.insert(1, nbformat.v4.new_markdown_cell("## Results at a glance", metadata={"tags": ["glance"]}))
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("## More above the setup", metadata={"tags": ["extra"]}))
     nbformat.write(nb, notebooks / NOTEBOOKS["cifar10-ast"])
     folder = kaggle.build("cifar10-ast", tmp_path / "build", owner="someone")
     built = nbformat.read(folder / NOTEBOOKS["cifar10-ast"], as_version=4)
-    assert [c.metadata.get("tags") for c in built.cells[:4]] == [["kdlib-kernel-intro"], None, ["glance"],
+    assert [c.metadata.get("tags") for c in built.cells[:5]] == [["kdlib-kernel-intro"], None, ["extra"], ["glance"],
                                                                  ["kdlib-setup"]]
-    assert built.cells[3].metadata["collapsed"] is True and built.cells[3].metadata["_kg_hide-input"] is True
-    assert built.cells[3].metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
+    assert built.cells[4].metadata["collapsed"] is True and built.cells[4].metadata["_kg_hide-input"] is True
+    assert built.cells[4].metadata["jupyter"] == {"source_hidden": True, "outputs_hidden": True}
     assert validate_kernel_folder(folder) == []
 
     nb.cells.insert(2, nbformat.v4.new_code_cell("from kdlib import results_io"))
     nbformat.write(nb, notebooks / NOTEBOOKS["cifar10-ast"])
     with pytest.raises(ValueError, match=r"^02_cifar10_ast.ipynb: cell 3 imports kdlib before the cell tagged "
-                                         r"'kdlib-setup' \(cell 4\)"):
+                                         r"'kdlib-setup' \(cell 5\)"):
         kaggle.build("cifar10-ast", tmp_path / "refused", owner="someone")
 
 
