@@ -134,7 +134,7 @@ def test_the_download_is_torchvisions_checked_one_into_the_hub_cache(input_root,
     assert path == tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth" and "IMAGENET1K_V2" in origin
 
 
-def test_the_committed_kernel_runs_with_the_internet_off_and_a_model_attached(tmp_path):
+def test_the_committed_kernel_runs_with_the_internet_off_and_a_model_attached():
     meta = json.loads((kaggle.KERNELS_DIR / "imagenet100-ast" / kaggle.METADATA_FILE).read_text())
     assert meta["enable_internet"] is False and kaggle.weights_sources(meta, "resnet50") == meta["model_sources"] != []
     assert kaggle.validate_kernel("imagenet100-ast") == []

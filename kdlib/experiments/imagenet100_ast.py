@@ -419,5 +419,5 @@ def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: t
 
 
 __all__ = ["EXPERIMENT", "SEED_METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "check_methods", "locate_data",
-           "check_pretrained", "load_data", "train_method", "run_all", "per_epoch_frame", "results", "ast_summary_table", "prepare_out_dir",
-           "write_demo_jpegs"]
+           "check_pretrained", "load_data", "train_method", "run_all", "per_epoch_frame", "results", "ast_summary_table",
+           "prepare_out_dir", "write_demo_jpegs"]

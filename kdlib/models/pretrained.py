@@ -101,8 +101,9 @@ def hub_cache_weights(arch: str) -> Path | None:
     """``arch``'s weights in torch.hub's cache: torchvision's default file first, else any file naming ``arch``."""
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     default = _torchvision_weights(arch)
-    if default is not None and (folder / os.path.basename(urlparse(default.url).path)).is_file():
-        return folder / os.path.basename(urlparse(default.url).path)
+    named = folder / os.path.basename(urlparse(default.url).path) if default is not None else None
+    if named is not None and named.is_file():
+        return named
     cached = [p for p in sorted(folder.glob("*")) if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES
               and names_architecture(p.name, arch)] if folder.is_dir() else []
     return cached[0] if cached else None
