@@ -220,7 +220,50 @@ def metadata_problems(meta: dict) -> list[str]:
         problems.append(problem)
     if ok("enable_internet") and "enable_internet" not in meta:
         problems.append("enable_internet: state it explicitly (true or false); the kaggle client defaults it to true")
+    elif ok("enable_internet") and not api.get_bool(meta, "enable_internet", True) and not (
+            {"code_file", "model_sources", "dataset_sources"} & wrong):
+        problems += weights_problems(meta)
     return problems
+
+
+def pretrained_arch(code_file: str) -> str | None:
+    """The architecture whose pretrained weights the notebook ``code_file`` fine-tunes in quick or full (the presets
+    a kernel runs: a person may switch a built kernel's PRESET), or None."""
+    import importlib
+
+    from .experiments import NOTEBOOKS
+
+    experiment = {notebook: name for name, notebook in NOTEBOOKS.items()}.get(code_file)
+    if experiment is None:
+        return None
+    module = importlib.import_module(f"{__package__}.experiments.{experiment.replace('-', '_')}")
+    for preset in ("quick", "full"):
+        model = getattr(module.make_config(preset, progress=False), "model", "")
+        if isinstance(model, str) and model.startswith("pretrained:"):
+            return model.split(":", 1)[1]
+    return None
+
+
+def weights_sources(meta: dict, arch: str) -> list[str]:
+    """The attached sources that can hold ``arch``'s weights: those whose mount path names it, as
+    ``kdlib.models.pretrained`` finds files (a model mounts as <model-slug>/<framework>/<variation>/<version>, a
+    dataset as <slug>; the owner is not in the path)."""
+    from .models.pretrained import names_architecture
+
+    return [ref for field in ("model_sources", "dataset_sources") for ref in meta.get(field) or []
+            if names_architecture(ref.split("/", 1)[-1], arch)]
+
+
+def weights_problems(meta: dict) -> list[str]:
+    """With the internet off, a kernel whose notebook fine-tunes pretrained weights must attach them."""
+    from .models.pretrained import MODEL_SOURCE_EXAMPLE
+
+    arch = pretrained_arch(meta.get("code_file") or "")
+    if arch is None or weights_sources(meta, arch):
+        return []
+    return [f"enable_internet: false, but {meta['code_file']} fine-tunes pretrained {arch} weights and none are "
+            f"attached: add a Kaggle model whose name says {arch} to model_sources (e.g. '{MODEL_SOURCE_EXAMPLE}') "
+            f"or such a dataset to dataset_sources, or set enable_internet to true"]
 
 
 def validate_kernel_folder(folder: str | Path) -> list[str]:
@@ -436,6 +479,7 @@ def intro_cell_source(name: str, meta: dict, preset: str | None, accelerator: st
 
     data = ", ".join(f"`{d}`" for d in meta.get("dataset_sources") or []) or "none"
     earlier = ", ".join(f"`{k}`" for k in meta.get("kernel_sources") or [])
+    models = ", ".join(f"`{m}`" for m in meta.get("model_sources") or [])
     lines = [
         f"## This kernel: {meta.get('title') or name}" + (f", preset `{preset}`" if preset else ""),
         "",
@@ -443,6 +487,7 @@ def intro_cell_source(name: str, meta: dict, preset: str | None, accelerator: st
         + (f" in its `{preset}` preset (the `PRESET` line of the parameters cell below)." if preset
            else " (no presets)."),
         f"- **Data attached** (under `/kaggle/input`): {data}."
+        + (f" Models attached: {models}." if models else "")
         + (f" Earlier output attached, whose runs this version continues: {earlier}." if earlier else ""),
         f"- **Accelerator**: {_accelerator_text(accelerator or meta.get('machine_shape'), meta.get('enable_gpu'))}; "
         f"internet {'on' if meta.get('enable_internet') else 'off'}.",

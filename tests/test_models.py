@@ -61,8 +61,9 @@ def test_pretrained_resnet50_from_an_attached_kaggle_model(tmp_path):
     assert torch.equal(model.layer4[2].bn3.running_var, source.layer4[2].bn3.running_var)
 
 
-def test_missing_pretrained_weights_name_both_ways_to_get_them(tmp_path):
+def test_missing_pretrained_weights_name_both_ways_to_get_them(tmp_path, monkeypatch):
     from kdlib.models.pretrained import PretrainedWeightsNotFound, pretrained_model
 
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache, whatever this machine's holds
     with pytest.raises(PretrainedWeightsNotFound, match="Add Input.*internet on"):
         pretrained_model("resnet50", 100, search_root=tmp_path, allow_download=False)

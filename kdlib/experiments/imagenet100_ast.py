@@ -181,11 +181,26 @@ def default_store_dir(out_dir: str | Path, keep_in_output: bool | None = None) -
 def locate_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None) -> DataSource:
     """Which data the run uses, and why: ImageNet-100 whenever it is here (DATA_DIR, or under /kaggle/input),
     whatever the preset; otherwise demo takes the embedded digits as JPEGs, and quick and full stop saying what to
-    attach (there is no download)."""
+    attach (there is no download). A pretrained model's weights are found (or downloaded) and checked here too
+    (``check_pretrained``), so that missing or wrong weights stop the run before the store is decoded."""
     if cfg.dataset == "digits-jpeg":
-        return (imagenet100.imagenet100_source(data_dir, local_only=True)
-                or embedded_source(DEMO_NAME, "sklearn.datasets.load_digits, written as JPEGs"))
-    return imagenet100.imagenet100_source(data_dir)
+        source = (imagenet100.imagenet100_source(data_dir, local_only=True)
+                  or embedded_source(DEMO_NAME, "sklearn.datasets.load_digits, written as JPEGs"))
+    else:
+        source = imagenet100.imagenet100_source(data_dir)
+    check_pretrained(cfg)
+    return source
+
+
+def check_pretrained(cfg: ImageNetASTConfig) -> str | None:
+    """Where a 'pretrained:<arch>' model's weights come from (attached, torch.hub's cache, or downloaded now), after
+    checking them; None for a model trained from scratch. One line when they are missing without internet or do not
+    fit. Every later ``build_model`` (each rank's too) then finds the same file, with no download."""
+    if not cfg.model.startswith("pretrained:"):
+        return None
+    from ..models.pretrained import check_weights
+
+    return check_weights(cfg.model.split(":", 1)[1])
 
 
 def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_dir: str | Path | None = None,
@@ -404,5 +419,5 @@ def results(cfg: ImageNetASTConfig, data: StoreData, runs: list[dict], device: t
 
 
 __all__ = ["EXPERIMENT", "SEED_METHODS", "ImageNetASTConfig", "PRESETS", "make_config", "check_methods", "locate_data",
-           "load_data", "train_method", "run_all", "per_epoch_frame", "results", "ast_summary_table", "prepare_out_dir",
-           "write_demo_jpegs"]
+           "check_pretrained", "load_data", "train_method", "run_all", "per_epoch_frame", "results", "ast_summary_table",
+           "prepare_out_dir", "write_demo_jpegs"]
