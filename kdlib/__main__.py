@@ -62,8 +62,9 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     import papermill
 
     notebook = NOTEBOOK_DIR / NOTEBOOKS[experiment]
-    if not notebook.exists():
-        raise FileNotFoundError(f"{notebook} is missing: run from a clone of the kdlib repository")
+    problem = missing_notebook(experiment)
+    if problem:
+        raise FileNotFoundError(problem)
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": _data_dir(data),
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}
@@ -90,6 +91,16 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     os.replace(running, executed)
     failed_notebook_path(out, experiment).unlink(missing_ok=True)
     return executed
+
+
+def missing_notebook(experiment: str) -> str | None:
+    """Why the experiment's notebook cannot be run (one line), or None: a clone has it in notebooks/, an installed
+    kdlib inside the package (``paths.NOTEBOOK_DIR``)."""
+    notebook = NOTEBOOK_DIR / NOTEBOOKS[experiment]
+    if notebook.is_file():
+        return None
+    return (f"{notebook} is missing: this kdlib was installed without its notebooks; reinstall it from the "
+            "repository (pip install --force-reinstall PATH-OR-GIT-URL)")
 
 
 def failed_notebook_path(out: Path, experiment: str) -> Path:
@@ -248,7 +259,8 @@ def _main(argv: list[str] | None = None) -> int:
     problem = check_parameters(args, per_experiment)
     if problem:
         parser.error(problem)
-    problem = check_out_dir(args.out)
+    # before check_out_dir, which makes the folder: a refused run leaves no empty folder behind
+    problem = missing_notebook(args.experiment) or check_out_dir(args.out)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
