@@ -56,16 +56,48 @@ def test_a_clone_reads_its_root_folders_and_an_install_its_packaged_copies(tmp_p
     assert paths.shipped_dir("notebooks", site / "kdlib") == site / "kdlib" / "notebooks"
 
 
-def test_installed_from_the_wheel_kdlib_finds_them_from_another_folder(wheel, tmp_path):
+def _installed(wheel, tmp_path):
+    """The wheel unpacked as pip installs it (a pure-Python wheel), and a folder that is not a clone to run in."""
     site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
-    zipfile.ZipFile(wheel).extractall(site)  # what pip install puts in site-packages (a pure-Python wheel)
+    zipfile.ZipFile(wheel).extractall(site)
     elsewhere.mkdir()
+    return {**os.environ, "PYTHONPATH": str(site)}, elsewhere
+
+
+def test_installed_from_the_wheel_kdlib_finds_them_from_another_folder(wheel, tmp_path):
+    env, elsewhere = _installed(wheel, tmp_path)
     code = ("import kdlib.paths as p, kdlib.kaggle as k; from kdlib.experiments import NOTEBOOKS; "
             "print(p.NOTEBOOK_DIR); print(all((p.NOTEBOOK_DIR / n).is_file() for n in NOTEBOOKS.values())); "
             "print(' '.join(k.kernel_names()))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(site)})
+                          env=env)
     assert proc.returncode == 0, proc.stderr
     notebooks, found, kernels = proc.stdout.splitlines()
-    assert Path(notebooks) == site / "kdlib" / "notebooks" and found == "True"
+    assert Path(notebooks) == tmp_path / "site" / "kdlib" / "notebooks" and found == "True"
     assert set(kernels.split()) >= {"cifar10-ast", "imagenet100-ast", "mnist-kd"}
+
+
+def test_kaggle_build_works_from_the_installed_wheel(wheel, tmp_path):
+    env, elsewhere = _installed(wheel, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "kdlib", "kaggle", "build", "cifar10-ast", "--out", "push",
+                           "--owner", "someone"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cifar10-ast: ok" in proc.stdout
+    assert (elsewhere / "push" / "cifar10-ast" / "kernel-metadata.json").is_file()
+
+
+@pytest.mark.notebook
+def test_run_works_from_the_installed_wheel_in_another_folder(wheel, tmp_path):
+    """The issue's check of a non-editable install: `run` from a folder that is not a clone, its epoch lines on the
+    way and the AST summary at the end (a short cifar10-ast demo: 2 epochs, one seed, full, ast and its control)."""
+    import kdlib.__main__ as cli
+
+    env, elsewhere = _installed(wheel, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "kdlib", "run", "cifar10-ast", "--preset", "demo", "--epochs", "2",
+                           "--seeds", "0", "--methods", "full", "ast", "random@ast", "--out", "out"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    epochs = [line for line in proc.stdout.splitlines() if cli.EPOCH_LINE.match(line)]
+    assert len(epochs) == 3 * 2, proc.stdout
+    assert "speed-up vs full" in proc.stdout and "verdicts:" in proc.stdout and "retention" not in proc.stdout
+    assert (elsewhere / "out" / "results.json").is_file()
