@@ -108,6 +108,7 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     problem = missing_notebook(experiment)
     if problem:
         raise FileNotFoundError(problem)
+    out = out.resolve()  # papermill changes this process's folder to the notebook's while it runs
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": _data_dir(data),
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}

@@ -178,8 +178,9 @@ def test_a_cell_past_the_timeout_is_stopped_and_named_in_one_line(tmp_path, monk
               "language_info": {"name": "python"}}
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), folder / NOTEBOOKS["cifar10-ast"])
     monkeypatch.setattr(cli, "NOTEBOOK_DIR", folder)
+    monkeypatch.chdir(tmp_path)  # a relative --out (papermill runs from the notebook's folder meanwhile)
     out = tmp_path / "out"
-    assert cli.main(["run", "cifar10-ast", "--out", str(out), "--cell-timeout", "2"]) == 1
+    assert cli.main(["run", "cifar10-ast", "--out", "out", "--cell-timeout", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "cell [4] ('import time') ran past the cell timeout of 2 s" in err[0] and "--cell-timeout" in err[0]
