@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +21,45 @@ from .paths import NOTEBOOK_DIR
 EXPERIMENT_OPTIONS = {"mnist-kd": ("teacher_epochs", "student_epochs", "ablate", "ablation_seeds"),
                       "cifar10-ast": ("epochs", "target_rate", "scoring", "methods", "bn_recalibration_batches"),
                       "imagenet100-ast": ("epochs", "target_rate", "scoring", "methods", "bn_recalibration_batches")}
+
+
+# each experiment's presets, stated here so --help imports no torch (a test keeps them equal to the modules' PRESETS)
+PRESETS = {"mnist-kd": ("demo", "cpu-real", "quick", "full"),
+           "cifar10-ast": ("demo", "cpu-real", "quick", "full"),
+           "imagenet100-ast": ("demo", "quick", "full")}
+
+# A cell may run this long (seconds) before the run is stopped: nbclient waits for ever by default, and a kernel
+# message lost once hung a run for over 10 minutes. The demo runs in minutes; a full preset's training is one
+# cell of hours (ImageNet-100 full: about 4 h on Kaggle's T4s), so the others get Kaggle's own session limit.
+CELL_TIMEOUTS = {"demo": 3600}
+DEFAULT_CELL_TIMEOUT = 12 * 3600
+
+# runtime.epoch_line's form (a test keeps the two equal): the lines `run` passes on to the terminal
+EPOCH_LINE = re.compile(r"^\[[^\]]+\] epoch \d+/\d+: ")
+
+
+class _EpochLines:
+    """papermill's ``stdout_file``: writes the notebook's epoch lines (``runtime.epoch_line``, printed in batch runs)
+    to ``stream`` as they arrive; the rest of what the notebook prints stays in the executed notebook. papermill
+    hands over each stream message as it comes, which may hold part of a line or several."""
+
+    def __init__(self, stream):
+        self.stream, self.pending = stream, ""
+
+    def write(self, text: str) -> None:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        shown = [line for line in lines if EPOCH_LINE.match(line)]
+        if shown:
+            self.stream.write("".join(line + "\n" for line in shown))
+            self.stream.flush()
+
+    def flush(self) -> None:
+        pass
+
+
+class CellTimedOut(Exception):
+    """A cell ran past the cell timeout; the message is the one line that says which."""
 
 
 def experiment_module(experiment: str):
@@ -56,14 +96,19 @@ def _kernel_manager_logging_to(path: Path):
 
 
 def run_notebook(experiment: str, preset: str, out: Path, data: str | None = None, kernel_name: str = "python3",
-                 **parameters) -> Path:
+                 cell_timeout: float | None = None, **parameters) -> Path:
     """Execute the experiment's notebook with PRESET, OUT_DIR, DATA_DIR and any other parameters given (by
-    their lower-case names, e.g. seeds=[0, 1] sets SEEDS); parameters left None keep the notebook's defaults."""
+    their lower-case names, e.g. seeds=[0, 1] sets SEEDS); parameters left None keep the notebook's defaults.
+    Each epoch's line goes to the terminal as it is printed. A cell that runs longer than ``cell_timeout``
+    seconds (None: the preset's ``CELL_TIMEOUTS``; 0: no limit) stops the run with ``CellTimedOut``."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError
 
     notebook = NOTEBOOK_DIR / NOTEBOOKS[experiment]
-    if not notebook.exists():
-        raise FileNotFoundError(f"{notebook} is missing: run from a clone of the kdlib repository")
+    problem = missing_notebook(experiment)
+    if problem:
+        raise FileNotFoundError(problem)
+    out = out.resolve()  # papermill changes this process's folder to the notebook's while it runs
     out.mkdir(parents=True, exist_ok=True)
     parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": _data_dir(data),
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}
@@ -74,13 +119,24 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
 
     previous = os.environ.get(BATCH_ENV)
     os.environ[BATCH_ENV] = "1"  # the kernel inherits it: explorers draw figures, not widgets nobody can see
+    if cell_timeout is None:
+        cell_timeout = CELL_TIMEOUTS.get(preset, DEFAULT_CELL_TIMEOUT)
+    started = []  # the cells as they start (nbclient's hook): a timeout names the last
+
+    def on_cell_start(cell, cell_index, **_):
+        started.append((cell_index, cell))
+
     try:
         papermill.execute_notebook(str(notebook), str(running), parameters=parameters, kernel_name=kernel_name,
                                    cwd=str(notebook.parent), progress_bar=False, log_output=False,
+                                   stdout_file=_EpochLines(sys.stdout), execution_timeout=cell_timeout or None,
+                                   on_cell_start=on_cell_start,
                                    kernel_manager_class=_kernel_manager_logging_to(out / KERNEL_LOG))
-    except BaseException:
+    except BaseException as exc:
         if running.exists():
             os.replace(running, failed_notebook_path(out, experiment))
+        if isinstance(exc, CellTimeoutError) and started:
+            raise CellTimedOut(_timed_out(started[-1], cell_timeout, out, experiment)) from None
         raise
     finally:
         if previous is None:
@@ -90,6 +146,29 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
     os.replace(running, executed)
     failed_notebook_path(out, experiment).unlink(missing_ok=True)
     return executed
+
+
+def _timed_out(started: tuple, timeout: float, out: Path, experiment: str) -> str:
+    """The line that says which cell ran past the timeout: its number as the executed notebook shows it (In [N],
+    the kernel's count), else its place in the notebook, and its first line."""
+    index, cell = started
+    name = f"cell [{cell['execution_count']}]" if cell.get("execution_count") else f"cell {index + 1} of the notebook"
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    first = first if len(first) <= 70 else first[:67] + "..."
+    return (f"{name} ({first!r}) ran past the cell timeout of {timeout:g} s and was stopped: a cell that "
+            f"needs longer is given it with --cell-timeout SECONDS (0: no limit). The partly executed notebook is "
+            f"{failed_notebook_path(out, experiment)}; results computed so far stay in {out / 'runs'} and are "
+            "reused when you run again.")
+
+
+def missing_notebook(experiment: str) -> str | None:
+    """Why the experiment's notebook cannot be run (one line), or None: a clone has it in notebooks/, an installed
+    kdlib inside the package (``paths.NOTEBOOK_DIR``)."""
+    notebook = NOTEBOOK_DIR / NOTEBOOKS[experiment]
+    if notebook.is_file():
+        return None
+    return (f"{notebook} is missing: this kdlib was installed without its notebooks; reinstall it from the "
+            "repository (pip install --force-reinstall PATH-OR-GIT-URL)")
 
 
 def failed_notebook_path(out: Path, experiment: str) -> Path:
@@ -148,13 +227,25 @@ class _OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def experiments_epilog() -> str:
+    """--help's list of the experiments, each with its presets."""
+    width = max(map(len, PRESETS))
+    return "experiments and their presets (--preset; demo is the default):\n" + "\n".join(
+        f"  {name:<{width}}  {', '.join(presets)}" for name, presets in PRESETS.items())
+
+
 def _main(argv: list[str] | None = None) -> int:
-    parser = _OneLineErrors(prog="python -m kdlib", description=__doc__.split("\n\n")[0])
+    listing = dict(epilog=experiments_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _OneLineErrors(prog="python -m kdlib", description=__doc__.split("\n\n")[0], **listing)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="execute an experiment's notebook headlessly")
+    run = commands.add_parser("run", help="execute an experiment's notebook headlessly", **listing)
     run.add_argument("experiment", choices=sorted(NOTEBOOKS))
     run.add_argument("--preset", default="demo",
-                     help="demo, quick or full (cifar10-ast also cpu-real: the shoot-out on real images on a CPU)")
+                     help="demo, quick or full; mnist-kd and cifar10-ast also cpu-real, the calibration on real "
+                          "images on a CPU (each experiment's presets are listed below)")
+    run.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                     help=f"stop the run when one notebook cell runs longer than this (default: "
+                          f"{CELL_TIMEOUTS['demo']:g} s for demo, {DEFAULT_CELL_TIMEOUT:g} s otherwise; 0: no limit)")
     run.add_argument("--out", type=_folder, required=True, help="folder for results.json, figures/ and the executed notebook")
     run.add_argument("--data", help="dataset folder, or kaggle:OWNER/SLUG (kagglehub) (default: search /kaggle/input; "
                                     "then demo uses the embedded digits, quick and full download)")
@@ -248,7 +339,10 @@ def _main(argv: list[str] | None = None) -> int:
     problem = check_parameters(args, per_experiment)
     if problem:
         parser.error(problem)
-    problem = check_out_dir(args.out)
+    # before check_out_dir, which makes the folder: a refused run leaves no empty folder behind
+    if args.cell_timeout is not None and not args.cell_timeout >= 0:
+        parser.error(f"--cell-timeout {args.cell_timeout:g}: give seconds above 0, or 0 for no limit")
+    problem = missing_notebook(args.experiment) or check_out_dir(args.out)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -256,7 +350,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     folder = _identity_of(args.out)
     try:
-        executed = run_notebook(args.experiment, args.preset, args.out, args.data, seeds=args.seeds, device=args.device,
+        executed = run_notebook(args.experiment, args.preset, args.out, args.data, cell_timeout=args.cell_timeout,
+                                seeds=args.seeds, device=args.device,
                                 **{name: getattr(args, name) for name in per_experiment})
     except KeyboardInterrupt:
         # The kernel is interrupted too, and the cell papermill was waiting on ends in an error nobody retrieves now:
@@ -266,6 +361,9 @@ def _main(argv: list[str] | None = None) -> int:
               f"last finished epoch) stay in {args.out / 'runs'}: run the same command again to resume from there.",
               file=sys.stderr)
         return 130
+    except CellTimedOut as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         if _identity_of(args.out) != folder:  # whatever failed first (papermill's save, a kdlib write), this is why
             print(f"error: --out {args.out} was deleted or replaced during the run: the run stopped there, and what the "
@@ -284,9 +382,47 @@ def _main(argv: list[str] | None = None) -> int:
             raise
         return _report_failure(exc, args)
     results = json.loads((args.out / "results.json").read_text())
-    print((args.out / "results.txt").read_text())
+    print(summary_text(results))
     print(f"executed notebook: {executed}\nresults: {args.out / 'results.json'} ({len(results['runs'])} runs)")
     return 0
+
+
+AST_EXPERIMENTS = ("cifar10-ast", "imagenet100-ast")
+
+
+def summary_text(results: dict) -> str:
+    """The experiment's own summary, from its results.json: for mnist-kd the accuracy and retention table
+    (results.txt's); for the AST experiments each method's accuracy, measured speed-up and budget, then the
+    verdicts, one sentence each (the notebook's own, ``selection.verdict_lines``)."""
+    from . import results_io
+
+    hardware = results.get("hardware") or {}
+    machine = hardware.get("device_name") or hardware.get("device")
+    header = (f"{results['experiment']} ({results['preset']} preset) on {results['dataset']['name']}"
+              + (f", {machine}" if machine else ""))
+    if results["experiment"] not in AST_EXPERIMENTS:
+        return header + "\n" + results_io.summary_frame(results).to_string(index=False) + "\n"
+    import pandas as pd
+
+    from .experiments.selection import verdict_lines
+
+    def ratio(value, pattern):
+        return "n/a" if value is None else pattern.format(value)
+
+    rows = [{"method": s["method"], "seeds": s["n_seeds"],
+             "test acc (%)": f"{100 * s['test_accuracy_mean']:.2f}"
+                             + (f" ± {100 * s['test_accuracy_std']:.2f}" if s.get("test_accuracy_std") is not None else ""),
+             "train s": f"{s['train_seconds_mean']:.1f}",
+             "speed-up vs full": ratio(s.get("speedup_vs_full"), "{:.2f}x")
+                                 + (" above its ceiling: not a result" if s.get("speedup_above_ceiling") else ""),
+             "epochs": s.get("epochs") if s.get("epochs") is not None else "",
+             "backprop vs full": ratio(s.get("realised_rate"), "{:.0%}")}
+            for s in results["summary"]]
+    verdicts = verdict_lines(results)
+    return "\n".join([header, pd.DataFrame(rows).to_string(index=False),
+                      "budget: 'backprop vs full' is the share of full training's backpropagated samples a method spent",
+                      "verdicts:" if verdicts else "verdicts: none (no comparison could be made)",
+                      *(f"- {line}" for line in verdicts)]) + "\n"
 
 
 def _identity_of(folder: Path) -> tuple | None:
@@ -311,7 +447,7 @@ def _report_failure(exc: Exception, args) -> int:
 
 
 def kaggle_main(args) -> int:
-    from . import kaggle, results_io
+    from . import kaggle
 
     try:
         if args.kaggle_command == "push":
@@ -326,8 +462,7 @@ def kaggle_main(args) -> int:
         if args.kaggle_command == "output":
             results_path = kaggle.output(args.kernel, args.dest, everything=args.everything)
             results = json.loads(results_path.read_text())
-            print(f"{results['experiment']} ({results['preset']}) on {results['dataset']['name']}, {results['hardware']}")
-            print(results_io.summary_frame(results).to_string(index=False))
+            print(summary_text(results))
             return 0
     except (kaggle.KaggleCredentialsError, ValueError, RuntimeError, FileNotFoundError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)

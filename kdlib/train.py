@@ -340,6 +340,8 @@ def fit(model: nn.Module, data: ImageSplits | None, config: TrainConfig, objecti
         if val_acc > progress.best_val_accuracy:
             progress.best_val_accuracy, progress.best_epoch = val_acc, epoch
         checkpoints.save_epoch(epoch, progress)
+        if config.progress:
+            runtime.report_epoch(desc, record, config.epochs)
         for callback in callbacks:
             callback(epoch, record)
     bar.close()

@@ -329,7 +329,7 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
     ``interleaved_epochs.json``: a rerun that reuses finished runs keeps the timeline of the sessions that trained
     them, and a resumed one continues it (its ``started`` follow on from the last session's end)."""
     from ..fileio import atomic_write_json
-    from ..runtime import progress_bar
+    from ..runtime import progress_bar, report_epoch
 
     timeline_path = Path(out_dir) / TIMELINE_FILE
     trained = _kept_timeline(timeline_path)
@@ -351,11 +351,15 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
         out = train_slice(method, seed, None if last else epoch + 1)
         if out is not None:
             records[(method, seed)] = out
+        epochs_now = run_history(out_dir, method, seed)[done_before:]
         new = [{"method": method, "seed": seed, "epoch": h["epoch"], "started": started,
-                "seconds": h["epoch_seconds"], "session": session} for h in run_history(out_dir, method, seed)[done_before:]]
+                "seconds": h["epoch_seconds"], "session": session} for h in epochs_now]
         if new:
             trained += new
             atomic_write_json(trained, timeline_path)
+        if progress:  # the slices train quietly (one bar for all): each epoch's line comes from here
+            for h in epochs_now:
+                report_epoch(f"{method} seed {seed}", h, epochs_of(method, epochs))
     return [records[(m, s)] for m in methods for s in seeds], trained
 
 
