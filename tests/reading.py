@@ -18,8 +18,8 @@ def _outputs(cell) -> list:
 
 
 def _text(output) -> str:
-    if output.output_type == "stream":
-        return output.text
+    if output.output_type == "stream":  # what a renderer shows: each line after its last carriage return
+        return "\n".join(line.rsplit("\r", 1)[-1] for line in output.text.split("\n"))
     data = output.get("data", {})
     return str(data.get("text/markdown", "")) + str(data.get("text/plain", ""))
 
