@@ -81,10 +81,29 @@ class TemperatureExplorer:
         return widgets.VBox([widgets.HBox([digit, temp]), out])
 
 
-def temperature_explorer(teacher, data, device, n_digits: int = 100, temperature: float = 4.0):
-    """The explorer's widget; in a batch run (``runtime.batch_run``), its static figure at ``temperature``."""
+def _static_twin(fig, path):
+    """An explorer's figure at the run's own settings, saved to ``path``: in a batch run it is all there is (no
+    frontend draws a widget); in an interactive one it is shown before the widget, so a notebook saved from that
+    session (Colab's File > Save, a download) still shows a figure where a widget's state is lost."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .plots import save_figure
+
+    save_figure(fig, path)
+    plt.close(fig)  # shown once: as the cell's value (batch) or here, not again by the inline backend
+    if runtime.batch_run():
+        return fig
+    display(fig)
+    return None
+
+
+def temperature_explorer(teacher, data, device, n_digits: int = 100, temperature: float = 4.0, path=None):
+    """The static figure at ``temperature`` (saved to ``path``), then, where someone watches, the explorer's widget;
+    in a batch run (``runtime.batch_run``) the figure alone."""
     explorer = TemperatureExplorer(teacher, data, device, n_digits)
-    return explorer.figure(0, temperature) if runtime.batch_run() else explorer.widget()
+    static = _static_twin(explorer.figure(0, temperature), path)
+    return static if runtime.batch_run() else explorer.widget()
 
 
 def controller_figure(stream, target: float, kp: float, ki: float, ema_factor: float):
@@ -107,11 +126,14 @@ def controller_figure(stream, target: float, kp: float, ki: float, ema_factor: f
     return fig
 
 
-def controller_simulator(stream, target: float = 0.1, kp: float = 2.0, ki: float = 0.5, ema_factor: float = 0.2):
+def controller_simulator(stream, target: float = 0.1, kp: float = 2.0, ki: float = 0.5, ema_factor: float = 0.2,
+                         path=None):
     """Sliders for target, kp, ki and the EMA factor, replaying ``stream`` (recorded per-batch scores); in a batch
-    run (``runtime.batch_run``), the static figure at the given settings."""
+    run (``runtime.batch_run``), the static figure at the given settings alone; elsewhere that figure (saved to
+    ``path``) comes first."""
+    static = _static_twin(controller_figure(stream, target, kp, ki, ema_factor), path)
     if runtime.batch_run():
-        return controller_figure(stream, target, kp, ki, ema_factor)
+        return static
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     from IPython.display import display

@@ -185,7 +185,7 @@ def test_demo_notebook_end_to_end(tmp_path, monkeypatch):
     assert all(s["energy_joules_mean"] is None for s in summary.values())
     assert summary["ast"]["samples_backpropagated_mean"] < summary["full"]["samples_backpropagated_mean"]
     for figure in ("samples", "accuracy_curves", "controller_trace", "cost", "frontier", "comparisons", "epoch_timeline",
-                   "selection_evidence"):
+                   "selection_evidence", "controller_replay"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     # the methods ran interleaved: every method's first epoch before any method's second
     slices = results["interleaved_epochs"]

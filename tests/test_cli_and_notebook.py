@@ -118,7 +118,7 @@ def test_demo_notebook_end_to_end(tmp_path):
     assert [m["baseline"] for m in results["mcnemar"]] == ["kd-tuned", "kd"]
     assert len(results["mcnemar"][0]["per_seed"]) == 2
     for figure in ("samples", "accuracy", "retention", "val_accuracy", "confusion_teacher", "confusion_kd",
-                   "hpmkd_traces", "probe_grid", "comparisons", "per_class"):
+                   "hpmkd_traces", "probe_grid", "comparisons", "per_class", "temperature"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
     executed = nbformat.read(out / "01_mnist_kd.ipynb", as_version=4)
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code")

@@ -55,3 +55,29 @@ def test_a_batch_run_gets_the_explorers_static_figure_not_a_widget(monkeypatch):
     bar = runtime.progress_bar(total=3, file=open(os.devnull, "w"))
     assert type(bar) is text_bar and bar.mininterval >= 30
     bar.close()
+
+
+def test_an_interactive_explorer_shows_and_saves_its_static_twin_before_the_widget(monkeypatch, tmp_path):
+    """A notebook saved from an interactive session keeps no widget state: the figure at the run's settings is
+    displayed (and saved to figures/) before the sliders, so the saved copy still shows it."""
+    import numpy as np
+
+    from kdlib import runtime, widgets
+
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.delenv(runtime.BATCH_ENV, raising=False)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
+    stream = np.random.default_rng(0).random((20, 32)) * 2
+    box = widgets.controller_simulator(stream, 0.3, path=tmp_path / "controller_replay.png")
+    import matplotlib.figure
+
+    # the twin, then the widget's own first drawing inside its Output
+    assert len(shown) == 2 and isinstance(shown[0], matplotlib.figure.Figure) and hasattr(box, "children")
+    assert (tmp_path / "controller_replay.png").stat().st_size > 1000
+    data = load_digits_28()
+    shown.clear()
+    widgets.temperature_explorer(create_model("simplecnn"), data, torch.device("cpu"), n_digits=5,
+                                 path=tmp_path / "temperature.png")
+    assert len(shown) == 2 and isinstance(shown[0], matplotlib.figure.Figure)
+    assert (tmp_path / "temperature.png").exists()
