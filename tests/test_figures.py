@@ -80,3 +80,13 @@ def test_per_epoch_figure_says_when_no_gpu_measured_energy():
         for h in r["history"]:
             h["energy_joules"] = 50.0
     assert len(selection_reporting.plot_per_epoch(runs).axes[1].lines) == 2
+
+
+def test_run_tables_are_rounded_to_what_they_mean():
+    from kdlib.results_io import runs_frame
+
+    frame = runs_frame([{"method": "ast", "test_accuracy": 0.924791123, "train_seconds": 977.915142,
+                         "energy_joules": None, "best_epoch": 3}],
+                       ["method", "test_accuracy", "train_seconds", "energy_joules", "best_epoch"])
+    assert list(frame.columns) == ["method", "test accuracy (%)", "train (s)", "energy (J)", "best_epoch"]
+    assert frame.iloc[0].tolist() == ["ast", 92.48, 977.9, None, 3]
