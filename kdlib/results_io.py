@@ -152,18 +152,23 @@ def runs_frame(runs: list[dict], columns: list[str]) -> pd.DataFrame:
     two decimals (a 10,000-image test set resolves 0.01 points), seconds to a tenth, energy to a joule; the column
     names say the unit."""
     frame = pd.DataFrame(runs)[columns].copy()
+
+    def rounded(scale: float, digits: int | None):
+        # numbers only: a column may hold text (a control's "rate" is 'matched')
+        return lambda v: round(scale * v, digits) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
     names = {}
     for column in columns:
         values = frame[column]
-        if column.endswith(("accuracy", "top5")) or column == "rate":
-            frame[column] = values.map(lambda v: None if v is None else round(100 * v, 2))
+        if column.endswith(("accuracy", "top5")):
+            frame[column] = values.map(rounded(100, 2))
             names[column] = column.replace("_", " ") + " (%)"
         elif column.endswith("seconds"):
-            frame[column] = values.map(lambda v: None if v is None else round(v, 1))
+            frame[column] = values.map(rounded(1, 1))
             names[column] = column.replace("_seconds", "").replace("_", " ") + " (s)"
         elif column.endswith("joules"):
-            frame[column] = values.map(lambda v: None if v is None else round(v))
+            frame[column] = values.map(rounded(1, None))
             names[column] = column.replace("_joules", "").replace("_", " ") + " (J)"
-        elif column.endswith("temperature"):
-            frame[column] = values.map(lambda v: None if v is None else round(v, 2))
+        elif column.endswith("temperature") or column == "rate":
+            frame[column] = values.map(rounded(1, 3))
     return frame.rename(columns=names)

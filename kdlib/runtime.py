@@ -41,15 +41,14 @@ def batch_run() -> bool:
 
 
 def progress_bar(*args, **kwargs):
-    """tqdm.auto's bar where someone watches; in a batch run a plain text bar (``tqdm.std``) that redraws at most
-    every 30 seconds: no widget frozen at 0% in the saved notebook, no comm traffic with a frontend that is not
-    there."""
+    """tqdm.auto's bar where someone watches; in a batch run none (a disabled bar that still iterates): a saved
+    notebook kept every redraw of a text bar as its own output, the first at 0%, between the epoch lines
+    (``report_epoch``), which are a batch run's progress. No widget either: no frontend draws it."""
     if batch_run():
         from tqdm.std import tqdm
 
-        kwargs["mininterval"] = max(30.0, kwargs.get("mininterval", 0.0))
-        kwargs.pop("dynamic_ncols", None)
-        return tqdm(*args, ncols=100, **kwargs)
+        kwargs.pop("disable", None)
+        return tqdm(*args, disable=True, **kwargs)
     from tqdm.auto import tqdm
 
     return tqdm(*args, **kwargs)

@@ -90,3 +90,5 @@ def test_run_tables_are_rounded_to_what_they_mean():
                        ["method", "test_accuracy", "train_seconds", "energy_joules", "best_epoch"])
     assert list(frame.columns) == ["method", "test accuracy (%)", "train (s)", "energy (J)", "best_epoch"]
     assert frame.iloc[0].tolist() == ["ast", 92.48, 977.9, None, 3]
+    mixed = runs_frame([{"rate": "0.3"}, {"rate": 0.30001}], ["rate"])  # text is left as it is
+    assert mixed["rate"].tolist() == ["0.3", 0.3]

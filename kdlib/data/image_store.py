@@ -189,7 +189,7 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
     reused, or resumed where its build stopped, once the files of the images it holds have been hashed again (a
     read, not a decode): an image whose bytes changed since, even under the same name and size, is decoded again,
     never served from the old pixels."""
-    from tqdm.auto import tqdm
+    from ..runtime import progress_bar as tqdm  # none in a batch run: its redraws would each be kept
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
