@@ -157,3 +157,11 @@ def test_decoder_choice_says_what_to_do():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="needs a CUDA device"):
             resolve_decoder("nvjpeg")
+
+
+def test_the_selftest_gpu_decode_row_is_skipped_on_a_cpu_with_why():
+    from kdlib import selftest
+
+    row = selftest.check_gpu_decode(torch.device("cpu"))
+    assert row["status"] == "skipped" and row["gpu_row"] and "needs a CUDA GPU" in row["reason"]
+    assert "gpu decode" in selftest.GPU_CHECKS  # a crash in the row is reported as a GPU row's failure
