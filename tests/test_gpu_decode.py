@@ -149,6 +149,17 @@ def test_a_store_from_before_the_decoder_was_recorded_reads_as_pil_draft(tmp_pat
     assert reused.decoder == "pil-draft" and np.array_equal(reused.images, old.images)
 
 
+def test_auto_keeps_the_decoder_of_a_store_restored_from_an_earlier_session(tmp_path, monkeypatch):
+    items = _jpegs(tmp_path / "src", n=4)
+    first = build_store(items, tmp_path / "store", size=16, workers=1, progress=False, decoder="pil-draft")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU session: auto alone would pick nvJPEG
+    assert resolve_decoder("auto")[0] == "nvjpeg"
+    monkeypatch.setattr(image_store, "_decode_chunk", lambda args: pytest.fail("a complete store was decoded again"))
+    monkeypatch.setattr(image_store, "decode_batch", lambda *a, **k: pytest.fail("the restored store was re-decoded"))
+    again = build_store(items, tmp_path / "store", size=16, workers=1, progress=False)
+    assert again.decoder == "pil-draft" and again.meta["source"] == first.meta["source"]
+
+
 def test_decoder_choice_says_what_to_do():
     assert resolve_decoder("auto", None) == (("nvjpeg", torch.device("cuda")) if torch.cuda.is_available()
                                              else ("pil-draft", None))

@@ -301,9 +301,11 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
 
     ``decoder``: ``auto`` (nvJPEG on ``device``, default the current CUDA device, when there is one; else PIL),
     ``pil-draft`` or ``nvjpeg`` (see ``resolve_decoder``). nvJPEG reads ``gpu_batch`` files at a time on ``workers``
-    threads and decodes them together; a store of another decoder is built again, never resumed or reused."""
+    threads and decodes them together. A store another decoder wrote is built again, never resumed or reused,
+    except that ``auto`` keeps the decoder of an existing store of the same files (when it can run here)."""
     from tqdm.auto import tqdm
 
+    asked = decoder
     decoder, decode_device = resolve_decoder(decoder, device)
 
     folder = Path(folder)
@@ -311,6 +313,14 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
     layout, n = layout_digest(items, size, decoder), len(items)
     meta_path = folder / META
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    stored = store_decoder(meta) if meta else decoder
+    if asked == "auto" and stored != decoder and stored in (PIL_DECODER, GPU_DECODER):
+        # "auto" keeps the decoder a store of these files already has (a store restored from an earlier session):
+        # its pixels, and so the data fingerprint, stay the same across sessions, and nothing is decoded again
+        other, other_device = resolve_decoder(stored, device) if stored == PIL_DECODER or torch.cuda.is_available() \
+            else (None, None)
+        if other and meta.get("layout") == layout_digest(items, size, other):
+            decoder, decode_device, layout = other, other_device, meta["layout"]
     workers = workers or os.cpu_count() or 1
     # One worker: decode in this process (no pool to start; what tests and tiny stores want). The GPU path only
     # reads and hashes on the CPU, which threads do (file reads and blake2b release the GIL).
@@ -408,6 +418,8 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
         if pool:
             pool.shutdown(cancel_futures=True)
     save_progress(n, True)
+    if decode_device is not None and decode_device.type == "cuda":
+        torch.cuda.empty_cache()  # the decode's cached blocks: leave the GPU's memory to training
     if decode_device is not None and progress:
         print(f"decoded {n:,} images into {folder} with {decoder} on {decode_device}; {len(by_pil):,} of them by PIL "
               "(files the GPU decoder could not read)")
