@@ -176,3 +176,14 @@ def test_the_selftest_gpu_decode_row_is_skipped_on_a_cpu_with_why():
     row = selftest.check_gpu_decode(torch.device("cpu"))
     assert row["status"] == "skipped" and row["gpu_row"] and "needs a CUDA GPU" in row["reason"]
     assert "gpu decode" in selftest.GPU_CHECKS  # a crash in the row is reported as a GPU row's failure
+
+
+def test_resizes_split_to_bound_memory_give_the_same_pixels(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, 30, 40), generator=g, dtype=torch.uint8) for _ in range(5)]
+    images.insert(2, torch.randint(0, 256, (3, 44, 30), generator=g, dtype=torch.uint8))
+    whole = image_store.resize_crop(images, 16)
+    monkeypatch.setattr(image_store, "RESIZE_FLOATS", 3 * 30 * 40 * 2)  # two 40 x 30 images at a time
+    assert whole.shape == (6, 16, 16, 3) and torch.equal(image_store.resize_crop(images, 16), whole)
+    # each row is its own image's: the order survives the grouping by shape
+    assert torch.equal(whole[2], image_store.resize_crop([images[2]], 16)[0])

@@ -11,8 +11,8 @@ they are decoded, and hashed again (read, not decoded) before a store is reused,
 Where there is a CUDA device (``decoder="auto"``), JPEG bytes are read on CPU threads and decoded in batches on the
 GPU (torchvision's ``decode_jpeg``, nvJPEG), then resized there with the same geometry. Its pixels are not PIL's
 draft-mode pixels, so the decoder is part of a store's identity (``meta['decoder']``, the layout and content
-digests): a store is never resumed or reused by the other decoder. A file the GPU cannot decode is decoded by PIL
-and counted (``meta['pil_fallback']``).
+digests): a store is never resumed or reused by the other decoder (``auto`` keeps an existing store's). A file the
+GPU cannot decode is decoded by PIL and counted (``meta['pil_fallback']``).
 
 Random-resized-crop and flip then happen on the training device on whole batches
 (``RandomResizedCropFlip``); validation uses a fixed centre crop (``CenterCropResize``).
@@ -123,6 +123,9 @@ def _torchvision_decode(tensors: list[torch.Tensor], device: torch.device) -> li
         return tvio.decode_jpeg(tensors, mode=tvio.ImageReadMode.RGB, device=device)
 
 
+RESIZE_FLOATS = 1 << 27  # at most 512 MB of float pixels resized at once (a run of same-shaped large photos)
+
+
 def resize_crop(images: list[torch.Tensor], size: int) -> torch.Tensor:
     """``decode_resized``'s geometry on the device: shorter side to ``size`` (bilinear, antialiased, as PIL's
     resize is), centre crop. ``images``: (3, H, W) uint8; returns (N, size, size, 3) uint8 on their device. Images
@@ -132,7 +135,11 @@ def resize_crop(images: list[torch.Tensor], size: int) -> torch.Tensor:
     groups: dict[tuple[int, int], list[int]] = {}
     for k, image in enumerate(images):
         groups.setdefault(tuple(image.shape[1:]), []).append(k)
+    parts = []
     for (h, w), ks in groups.items():
+        step = max(1, RESIZE_FLOATS // (3 * h * w))
+        parts += [((h, w), ks[i:i + step]) for i in range(0, len(ks), step)]
+    for (h, w), ks in parts:
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
         batch = torch.stack([images[k] for k in ks]).float()
