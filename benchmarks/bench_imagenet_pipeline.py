@@ -4,8 +4,9 @@ memory-mapped uint8 array, then batched random-resized-crop and flip on the trai
 
 It writes --n generated JPEGs of ImageNet's typical size (about 500 x 375, smooth content plus noise,
 quality 90) in an ImageFolder tree, then in one process: the DataLoader epoch (after a warm-up epoch), the
-store build (timed: the one-time cost), and the store-loader epoch. Both produce normalised float batches
-of --out-size pixels. The ratio printed is store / DataLoader, for epochs after the store exists.
+store build (timed: the one-time cost) with each decoder (PIL's draft mode on --workers processes; nvJPEG on the
+GPU with --workers reading threads, where there is a GPU), and the store-loader epoch. Both produce normalised
+float batches of --out-size pixels. The ratio printed is store / DataLoader, for epochs after the store exists.
 Run: python benchmarks/bench_imagenet_pipeline.py [--n 1500 --workers 2 --device cpu]
 """
 
@@ -89,10 +90,27 @@ def main() -> None:
               f"batch {args.batch_size}, device {device}, CPU {runtime.cpu_name()} x {os.cpu_count()}")
         baseline = dataloader_epoch(root, args.out_size, args.batch_size, args.workers)
         print(f"ImageFolder + DataLoader: {baseline:.0f} img/s")
+        build_store(items[:16], Path(tmp) / "warm-pil", size=args.store_size, workers=1, progress=False,
+                    decoder="pil-draft")  # warm-up: imports out of the timing, as for the GPU below
         t0 = time.perf_counter()
-        store = build_store(items, Path(tmp) / "store", size=args.store_size, workers=args.workers, progress=False)
+        store = build_store(items, Path(tmp) / "store", size=args.store_size, workers=args.workers, progress=False,
+                            decoder="pil-draft")
         build = time.perf_counter() - t0
-        print(f"store build (once): {build:.1f} s, {args.n / build:.0f} img/s decoded")
+        print(f"store build (once), PIL draft mode on {args.workers} processes: {build:.1f} s, "
+              f"{args.n / build:.0f} img/s decoded")
+        if torch.cuda.is_available():
+            gpu = torch.device("cuda", torch.cuda.current_device()) if device.type != "cuda" else device
+            build_store(items[:256], Path(tmp) / "warm", size=args.store_size, workers=args.workers, progress=False,
+                        decoder="nvjpeg", device=gpu)  # warm-up: CUDA context and nvJPEG handles out of the timing
+            t0 = time.perf_counter()
+            on_gpu = build_store(items, Path(tmp) / "store-gpu", size=args.store_size, workers=args.workers,
+                                 progress=False, decoder="nvjpeg", device=gpu)
+            gpu_build = time.perf_counter() - t0
+            print(f"store build (once), nvJPEG on {gpu} ({torch.cuda.get_device_name(gpu)}), {args.workers} reading "
+                  f"threads: {gpu_build:.1f} s, {args.n / gpu_build:.0f} img/s decoded ({build / gpu_build:.2f}x PIL); "
+                  f"{on_gpu.pil_fallback} file(s) left to PIL")
+        else:
+            print("store build with nvJPEG: skipped, no CUDA device here (the GPU decoder needs one)")
         fast = store_epoch(store, device, args.out_size, args.batch_size)
         print(f"store + on-device crops: {fast:.0f} img/s" + (" (the crops run on this CPU: no GPU here)"
                                                               if device.type == "cpu" else ""))

@@ -23,7 +23,7 @@ import torch.nn as nn
 from . import runtime
 
 TARGET = 0.3  # the AST rows' activation rate
-GPU_CHECKS = {"fp16", "bf16", "energy", "streams", "store gpu", "nccl"}
+GPU_CHECKS = {"fp16", "bf16", "energy", "streams", "store gpu", "gpu decode", "nccl"}
 
 
 def _row(name: str, status: str, figure: str = "", reason: str = "", gpu: bool = False, **extra) -> dict:
@@ -271,6 +271,50 @@ def check_store(device) -> dict:
                 gpu=device.type == "cuda")
 
 
+def check_gpu_decode(device, n: int = 384, size: int = 160) -> dict:
+    """The store's GPU decoder on ``n`` generated ImageNet-sized JPEGs: images/s against PIL's draft-mode decode
+    (one process, on a sample), no file left to PIL, and pixels close to PIL's (a wrong crop or resize is not)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from .data.image_store import decode_batch, decode_resized
+
+    name = "store JPEG decode on the GPU (nvJPEG) vs PIL"
+    if device.type != "cuda":
+        return _row(name, "skipped", reason=f"needs a CUDA GPU (running on {device}; the store decodes with PIL)",
+                    gpu=True)
+    rng = np.random.default_rng(0)
+    datas = []
+    for i in range(n):
+        w, h = (500, 375) if i % 3 else (375, 500)  # ImageNet's usual shapes, both orientations
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([(xx * (i % 5 + 1)) % 256, (yy * 2) % 256, (xx + yy) // 4 % 256], -1)
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(base + rng.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)).save(buf, "JPEG",
+                                                                                                   quality=90)
+        datas.append(buf.getvalue())
+    decode_batch(datas[:16], size, device)  # warm-up: nvJPEG handles and kernels out of the timing
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    arrays, by_pil = decode_batch(datas, size, device)
+    gpu_seconds = time.perf_counter() - t0
+    sample = 64
+    t0 = time.perf_counter()
+    reference = [decode_resized(d, size) for d in datas[:sample]]
+    pil_seconds = time.perf_counter() - t0
+    decoded = all(a is not None and a.shape == (size, size, 3) for a in arrays)
+    diff = float(np.mean([np.abs(a.astype(np.int16) - r).mean() for a, r in zip(arrays, reference)])) if decoded else -1
+    ok = decoded and not any(by_pil) and 0 <= diff < 10
+    return _row(name, "pass" if ok else "fail",
+                f"{n} JPEGs 500x375 -> {size}px: GPU {n / gpu_seconds:.0f} img/s, PIL draft {sample / pil_seconds:.0f} "
+                f"img/s (one process); {sum(by_pil)} left to PIL; mean |GPU - PIL| {diff:.2f} levels",
+                "" if ok else "an image not decoded, left to PIL, or its pixels far from PIL's (crop or resize wrong)",
+                gpu=True, gpu_images_per_second=n / gpu_seconds, pil_images_per_second=sample / pil_seconds,
+                pil_fallback=sum(by_pil), mean_abs_diff=diff)
+
+
 def check_store_gpu_skipped(device):
     return _row("store loader crops on the GPU", "skipped", reason=f"needs a CUDA GPU (ran on {device} instead)", gpu=True)
 
@@ -353,6 +397,7 @@ def run(device: str | torch.device | None = None, out: str | Path | None = None,
         ("ast stale", lambda: check_ast(device, "stale", sizes)),
         ("store gpu", lambda: check_store(device) if cuda else check_store_gpu_skipped(device)),
         ("store cpu", lambda: None if cuda else check_store(device)),
+        ("gpu decode", lambda: check_gpu_decode(device)),
         ("nccl", lambda: check_nccl(device)), ("gloo", lambda: check_gloo(device)),
     ]
     rows, t_all = [], time.perf_counter()

@@ -8,6 +8,12 @@ Later epochs and later sessions only read that file. A build is resumable: progr
 (its slot is marked invalid), never a crash. The store is keyed by its files' content: their bytes are hashed as
 they are decoded, and hashed again (read, not decoded) before a store is reused, so a changed image is seen.
 
+Where there is a CUDA device (``decoder="auto"``), JPEG bytes are read on CPU threads and decoded in batches on the
+GPU (torchvision's ``decode_jpeg``, nvJPEG), then resized there with the same geometry. Its pixels are not PIL's
+draft-mode pixels, so the decoder is part of a store's identity (``meta['decoder']``, the layout and content
+digests): a store is never resumed or reused by the other decoder (``auto`` keeps an existing store's). A file the
+GPU cannot decode is decoded by PIL and counted (``meta['pil_fallback']``).
+
 Random-resized-crop and flip then happen on the training device on whole batches
 (``RandomResizedCropFlip``); validation uses a fixed centre crop (``CenterCropResize``).
 """
@@ -21,7 +27,7 @@ import math
 import os
 import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +38,30 @@ import torch.nn.functional as F
 from ..interrupt import RunInterrupted
 
 META = "meta.json"
+PIL_DECODER = "pil-draft"  # what a store from before the decoder was recorded holds
+GPU_DECODER = "nvjpeg"  # torchvision's decode_jpeg on a CUDA device
+DECODERS = ("auto", PIL_DECODER, GPU_DECODER)
+
+
+def resolve_decoder(decoder: str = "auto", device: torch.device | str | None = None) -> tuple[str, torch.device | None]:
+    """(the decoder's name as recorded in a store, the device its batches decode on; None for PIL). ``auto``: nvJPEG
+    on a CUDA device when there is one, else PIL. ``nvjpeg`` with a CPU ``device`` runs the same batched code on
+    torchvision's CPU decoder (what tests use) and is recorded as ``torchvision-cpu``."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r}: use one of {', '.join(DECODERS)}")
+    if decoder == "auto":
+        decoder = GPU_DECODER if torch.cuda.is_available() else PIL_DECODER
+    if decoder == PIL_DECODER:
+        return PIL_DECODER, None
+    device = torch.device(device if device is not None else "cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("decoder='nvjpeg' needs a CUDA device and none is visible; use decoder='pil-draft' or 'auto'")
+    return (GPU_DECODER if device.type == "cuda" else f"torchvision-{device.type}"), device
+
+
+def store_decoder(meta: dict) -> str:
+    """Which decoder wrote a store; a meta from before the field was recorded means PIL's draft mode."""
+    return meta.get("decoder", PIL_DECODER)
 
 
 def decode_resized(source: str | bytes, size: int) -> np.ndarray | None:
@@ -85,10 +115,84 @@ def _hash_chunk(paths: list[str]) -> list[bytes]:
     return [_read(path)[1] for path in paths]
 
 
-def layout_digest(items: list[tuple[str, int]], size: int) -> str:
-    """Which files a store is built from: every path with its label and file size, and the image size. A build
-    resumes only into a store of the same layout; what it holds is ``content_digest``."""
-    h = hashlib.sha256(f"size={size}".encode())
+def _torchvision_decode(tensors: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    import torchvision.io as tvio
+
+    with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated (for TorchCodec); they work
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return tvio.decode_jpeg(tensors, mode=tvio.ImageReadMode.RGB, device=device)
+
+
+RESIZE_FLOATS = 1 << 27  # at most 512 MB of float pixels resized at once (a run of same-shaped large photos)
+
+
+def resize_crop(images: list[torch.Tensor], size: int) -> torch.Tensor:
+    """``decode_resized``'s geometry on the device: shorter side to ``size`` (bilinear, antialiased, as PIL's
+    resize is), centre crop. ``images``: (3, H, W) uint8; returns (N, size, size, 3) uint8 on their device. Images
+    of one shape are resized in one call (most ImageNet files share a few shapes)."""
+    out = torch.empty((len(images), size, size, 3), dtype=torch.uint8,
+                      device=images[0].device if images else "cpu")
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[1:]), []).append(k)
+    parts = []
+    for (h, w), ks in groups.items():
+        step = max(1, RESIZE_FLOATS // (3 * h * w))
+        parts += [((h, w), ks[i:i + step]) for i in range(0, len(ks), step)]
+    for (h, w), ks in parts:
+        scale = size / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        batch = torch.stack([images[k] for k in ks]).float()
+        if (nh, nw) != (h, w):
+            batch = F.interpolate(batch, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        crop = batch[:, :, top:top + size, left:left + size].round_().clamp_(0, 255).to(torch.uint8)
+        out[torch.tensor(ks, device=out.device)] = crop.permute(0, 2, 3, 1)
+    return out
+
+
+def decode_batch(datas: list[bytes | None], size: int, device: torch.device | str,
+                 decode=None) -> tuple[list[np.ndarray | None], list[bool]]:
+    """(pixels or None, decoded by PIL instead) of each file's bytes: the JPEGs decoded together by ``decode`` on
+    ``device`` and resized there. A batch the decoder rejects is retried file by file; a file it still rejects (CMYK,
+    progressive, not a JPEG, corrupt) goes to PIL (``decode_resized``). ``decode`` is injectable so tests reach
+    the fallback on a CPU."""
+    device, decode = torch.device(device), decode or _torchvision_decode
+    arrays: list[np.ndarray | None] = [None] * len(datas)
+    by_pil = [False] * len(datas)
+    # only files that start like a JPEG go to the JPEG decoder (a PNG would fail the whole batch)
+    jpegs = [k for k, d in enumerate(datas) if d is not None and d[:2] == b"\xff\xd8"]
+    tensors = [torch.frombuffer(bytearray(datas[k]), dtype=torch.uint8) for k in jpegs]  # writable: no warning
+    decoded: dict[int, torch.Tensor] = {}
+    try:
+        decoded = dict(zip(jpegs, decode(tensors, device))) if tensors else {}
+    except Exception:  # nvJPEG fails the batch for one bad file: find which, one by one
+        for k, tensor in zip(jpegs, tensors):
+            try:
+                decoded[k] = decode([tensor], device)[0]
+            except Exception:
+                pass
+    keep = [k for k in jpegs if k in decoded and decoded[k].dim() == 3 and decoded[k].shape[0] == 3]
+    if keep:
+        pixels = resize_crop([decoded[k] for k in keep], size).cpu().numpy()
+        for k, array in zip(keep, pixels):
+            arrays[k] = array
+    for k, data in enumerate(datas):
+        if data is not None and arrays[k] is None:
+            arrays[k] = decode_resized(data, size)
+            by_pil[k] = arrays[k] is not None  # an unreadable file is counted as skipped, not here
+    return arrays, by_pil
+
+
+def _decoder_tag(decoder: str) -> str:
+    # PIL's draft mode adds nothing to the digests, so stores built before the decoder was recorded stay valid
+    return "" if decoder == PIL_DECODER else f"decoder={decoder}\n"
+
+
+def layout_digest(items: list[tuple[str, int]], size: int, decoder: str = PIL_DECODER) -> str:
+    """Which files a store is built from: every path with its label and file size, the image size and the decoder.
+    A build resumes only into a store of the same layout; what it holds is ``content_digest``."""
+    h = hashlib.sha256(f"{_decoder_tag(decoder)}size={size}".encode())
     for path, label in items:
         try:
             nbytes = os.path.getsize(path)
@@ -98,10 +202,11 @@ def layout_digest(items: list[tuple[str, int]], size: int) -> str:
     return h.hexdigest()
 
 
-def content_digest(labels: np.ndarray, digests: np.ndarray, size: int) -> str:
-    """What a store holds: every image's label and the digest of its file's bytes, and the image size. One changed
-    image gives another value (the store's ``meta['source']``, which the data fingerprint covers)."""
-    h = hashlib.sha256(f"size={size}\n".encode())
+def content_digest(labels: np.ndarray, digests: np.ndarray, size: int, decoder: str = PIL_DECODER) -> str:
+    """What a store holds: every image's label and the digest of its file's bytes, the image size and the decoder
+    (its pixels differ from another's). One changed image gives another value (the store's ``meta['source']``,
+    which the data fingerprint covers)."""
+    h = hashlib.sha256(f"{_decoder_tag(decoder)}size={size}\n".encode())
     h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
     h.update(np.ascontiguousarray(digests, dtype=np.uint8).data)
     return h.hexdigest()
@@ -131,6 +236,15 @@ class ImageStore:
     @property
     def skipped(self) -> list[str]:
         return self.meta["skipped"]
+
+    @property
+    def decoder(self) -> str:
+        return store_decoder(self.meta)
+
+    @property
+    def pil_fallback(self) -> int:
+        """How many images the GPU decoder could not decode and PIL did (0 for a PIL-built store)."""
+        return len(self.meta.get("pil_fallback", []))
 
 
 def copies_between(train: ImageStore, test: ImageStore) -> int:
@@ -167,7 +281,7 @@ def _own_files(folder: Path) -> None:
             os.replace(tmp, path)
 
 
-def _start_store(folder: Path, items: list[tuple[str, int]], size: int, layout: str) -> dict:
+def _start_store(folder: Path, items: list[tuple[str, int]], size: int, layout: str, decoder: str) -> dict:
     n = len(items)
     for name in STORE_FILES:  # new files, never written through a restored link
         (folder / name).unlink(missing_ok=True)
@@ -175,7 +289,8 @@ def _start_store(folder: Path, items: list[tuple[str, int]], size: int, layout: 
     np.save(folder / "labels.npy", np.array([label for _, label in items], dtype=np.int64))
     np.save(folder / "valid.npy", np.ones(n, dtype=bool))
     np.save(folder / "digests.npy", np.zeros((n, DIGEST_BYTES), dtype=np.uint8))
-    return {"layout": layout, "source": None, "n": n, "size": size, "done": 0, "skipped": [], "complete": False}
+    return {"layout": layout, "source": None, "n": n, "size": size, "done": 0, "skipped": [], "complete": False,
+            "decoder": decoder, "pil_fallback": []}
 
 
 def _as_rows(digests: list[bytes]) -> np.ndarray:
@@ -183,28 +298,52 @@ def _as_rows(digests: list[bytes]) -> np.ndarray:
 
 
 def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 160, workers: int | None = None,
-                chunk: int = 64, flush_every: int = 2048, progress: bool = True) -> ImageStore:
+                chunk: int = 64, flush_every: int = 2048, progress: bool = True, decoder: str = "auto",
+                device: torch.device | str | None = None, gpu_batch: int = 256) -> ImageStore:
     """Decode ``items`` ((path, label) pairs) into ``folder``, keyed by content: each file's bytes are hashed as they
     are decoded (``digests.npy``; ``meta['source']`` is their ``content_digest``). A store of the same layout is
     reused, or resumed where its build stopped, once the files of the images it holds have been hashed again (a
     read, not a decode): an image whose bytes changed since, even under the same name and size, is decoded again,
-    never served from the old pixels."""
+    never served from the old pixels.
+
+    ``decoder``: ``auto`` (nvJPEG on ``device``, default the current CUDA device, when there is one; else PIL),
+    ``pil-draft`` or ``nvjpeg`` (see ``resolve_decoder``). nvJPEG reads ``gpu_batch`` files at a time on ``workers``
+    threads and decodes them together. A store another decoder wrote is built again, never resumed or reused,
+    except that ``auto`` keeps the decoder of an existing store of the same files (when it can run here)."""
     from ..runtime import progress_bar as tqdm  # none in a batch run: its redraws would each be kept
+
+    asked = decoder
+    decoder, decode_device = resolve_decoder(decoder, device)
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    layout, n = layout_digest(items, size), len(items)
+    layout, n = layout_digest(items, size, decoder), len(items)
     meta_path = folder / META
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    stored = store_decoder(meta) if meta else decoder
+    if asked == "auto" and stored != decoder and stored in (PIL_DECODER, GPU_DECODER):
+        # "auto" keeps the decoder a store of these files already has (a store restored from an earlier session):
+        # its pixels, and so the data fingerprint, stay the same across sessions, and nothing is decoded again
+        other, other_device = resolve_decoder(stored, device) if stored == PIL_DECODER or torch.cuda.is_available() \
+            else (None, None)
+        if other and meta.get("layout") == layout_digest(items, size, other):
+            decoder, decode_device, layout = other, other_device, meta["layout"]
     workers = workers or os.cpu_count() or 1
-    # One worker: decode in this process (no pool to start; what tests and tiny stores want).
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    # One worker: decode in this process (no pool to start; what tests and tiny stores want). The GPU path only
+    # reads and hashes on the CPU, which threads do (file reads and blake2b release the GIL).
+    if decode_device is not None:
+        pool = ThreadPoolExecutor(workers)
+    else:
+        pool = ProcessPoolExecutor(workers) if workers > 1 else None
     run = pool.map if pool else map
     paths = [p for p, _ in items]
     try:
         changed = np.zeros(0, dtype=np.int64)
+        if meta and meta.get("layout") != layout and store_decoder(meta) != decoder:
+            warnings.warn(f"the store in {folder} was decoded by {store_decoder(meta)}, this build decodes with "
+                          f"{decoder} (other pixels): decoding it again", stacklevel=2)
         if not meta or meta.get("layout") != layout:  # other files (or a store from before content keys): start over
-            meta = _start_store(folder, items, size, layout)
+            meta = _start_store(folder, items, size, layout, decoder)
         elif meta["done"]:
             stored = np.load(folder / "digests.npy")
             done = meta["done"]
@@ -225,6 +364,8 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
                 _own_files(folder)
         images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r+", shape=(max(n, 1), size, size, 3))
         valid, digests = np.load(folder / "valid.npy"), np.load(folder / "digests.npy")
+        by_pil = set(meta.get("pil_fallback", []))  # rows the GPU decoder left to PIL
+        meta["decoder"] = decoder
         start = meta["done"]
         bar = tqdm(total=n, initial=start - len(changed), desc=f"decoding images to {size}px", disable=not progress,
                    mininterval=2.0)
@@ -234,14 +375,36 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
             np.save(folder / "valid.npy", valid)
             np.save(folder / "digests.npy", digests)
             meta.update(done=done, complete=complete, skipped=[paths[i] for i in np.flatnonzero(~valid[:done])],
-                        source=content_digest(np.load(folder / "labels.npy"), digests, size) if complete else None)
+                        pil_fallback=sorted(by_pil),
+                        source=content_digest(np.load(folder / "labels.npy"), digests, size, decoder)
+                        if complete else None)
             tmp = meta_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(meta))
             os.replace(tmp, meta_path)
 
+        def gpu_batches(rows: list[int]):
+            """(pixels, digest) per row: the next batch's files are read while this one decodes on the device."""
+            batches = [rows[k:k + gpu_batch] for k in range(0, len(rows), gpu_batch)]
+            reading = pool.map(_read, [paths[r] for r in batches[0]]) if batches else None
+            for b, batch in enumerate(batches):
+                read = list(reading)
+                if b + 1 < len(batches):
+                    reading = pool.map(_read, [paths[r] for r in batches[b + 1]])
+                arrays, pil = decode_batch([data for data, _ in read], size, decode_device)
+                for row, array, digest, fell_back in zip(batch, arrays, (d for _, d in read), pil):
+                    if fell_back:
+                        by_pil.add(row)
+                    else:
+                        by_pil.discard(row)  # decoded again (its file changed), by the GPU this time
+                    yield array, digest
+
         def decode(rows: list[int]) -> None:
-            jobs = [([paths[r] for r in rows[k:k + chunk]], size) for k in range(0, len(rows), chunk)]
-            for row, (array, digest) in zip(rows, (one for part in run(_decode_chunk, jobs) for one in part)):
+            if decode_device is not None:
+                decoded = gpu_batches(rows)
+            else:
+                jobs = [([paths[r] for r in rows[k:k + chunk]], size) for k in range(0, len(rows), chunk)]
+                decoded = (one for part in run(_decode_chunk, jobs) for one in part)
+            for row, (array, digest) in zip(rows, decoded):
                 valid[row] = array is not None
                 if array is not None:
                     images[row] = array
@@ -262,6 +425,11 @@ def build_store(items: list[tuple[str, int]], folder: str | Path, size: int = 16
         if pool:
             pool.shutdown(cancel_futures=True)
     save_progress(n, True)
+    if decode_device is not None and decode_device.type == "cuda":
+        torch.cuda.empty_cache()  # the decode's cached blocks: leave the GPU's memory to training
+    if decode_device is not None and progress:
+        print(f"decoded {n:,} images into {folder} with {decoder} on {decode_device}; {len(by_pil):,} of them by PIL "
+              "(files the GPU decoder could not read)")
     if meta["skipped"]:
         warnings.warn(f"{len(meta['skipped'])} image(s) could not be decoded and are left out, e.g. "
                       f"{meta['skipped'][0]}", stacklevel=2)
