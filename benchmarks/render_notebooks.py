@@ -24,7 +24,14 @@ def render(notebook: Path, out: Path, height: int = 1400) -> list[Path]:
     from nbconvert import HTMLExporter
 
     out.mkdir(parents=True, exist_ok=True)
-    html, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    from traitlets.config import Config
+
+    # what Kaggle's viewer and JupyterLab show: the cells the notebook hides (the glance's one-line placeholder,
+    # the install cell) without their source; nbconvert alone ignores jupyter.source_hidden
+    config = Config()
+    config.TagRemovePreprocessor.remove_input_tags = {"glance", "kdlib-setup"}
+    config.TagRemovePreprocessor.enabled = True
+    html, _ = HTMLExporter(config=config).from_notebook_node(nbformat.read(notebook, as_version=4))
     page = out / f"{notebook.stem}.html"
     page.write_text(html)
     written = [page]
