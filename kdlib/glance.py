@@ -116,7 +116,7 @@ def selection_glance(results: dict) -> list[str]:
     rules = [c["method"] for c in comps if parse_method(c["method"]).is_rule]
     order = list(dict.fromkeys(rules + [c["method"] for c in comps]))
     verdicts = [verdict_sentence(c) for m in order for c in comps if c["method"] == m]
-    return [_table(header, rows), _verdict_block(verdicts, "comparison")]
+    return [_table(header, rows), _verdict_block(verdicts, "comparison", _fewest_seeds(comps))]
 
 
 def distillation_glance(results: dict) -> list[str]:
@@ -135,18 +135,28 @@ def distillation_glance(results: dict) -> list[str]:
     ablation = results.get("ablation", [])
     verdicts += [verdict_sentence({**a, "baseline": "hpmkd"}) for a in ablation if a.get("counted")]
     idle = [a["method"] for a in ablation if not a.get("counted")]
-    block = [_verdict_block(verdicts, "comparison")]
+    block = [_verdict_block(verdicts, "comparison", _fewest_seeds(results.get("comparisons", [])))]
     if idle:
         block.append("Not findings (the component had nothing to do in this run's plan, or changes cost only): "
                      + ", ".join(f"`{m}`" for m in idle) + ".")
     return [table, *block]
 
 
-def _verdict_block(sentences: list[str], noun: str) -> str:
+def _verdict_block(sentences: list[str], noun: str, seeds: int | None = None) -> str:
     if not sentences:
         return f"No {noun} was made: the run has too few methods or seeds for one."
-    return "**Verdicts** (95% intervals over paired seeds; Holm-corrected within each family):\n\n" + "\n".join(
+    block = "**Verdicts** (95% intervals over paired seeds; Holm-corrected within each family):\n\n" + "\n".join(
         f"- {s}" for s in sentences)
+    if seeds == 2:  # the t quantile with 1 degree of freedom is 12.7: a reader should not take such width for a bug
+        block += ("\n\nWith 2 seeds a 95% interval is 12.7 times the half-difference of the two seeds' differences "
+                  "(t with 1 degree of freedom), so it is wide: it says how little 2 seeds can show, not that "
+                  "anything failed.")
+    return block
+
+
+def _fewest_seeds(comparisons: list[dict]) -> int | None:
+    counts = [c.get("n", len(c.get("seeds", []))) for c in comparisons]
+    return min(counts) if counts else None
 
 
 def glance_markdown(results: dict) -> str:

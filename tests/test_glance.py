@@ -60,6 +60,10 @@ def test_a_selection_glance_has_the_context_the_table_and_the_verdicts():
     assert "| `full` | 74.21 ± 0.20 | 1.00x | 1.00 |" in text
     assert "3.60x (above its ceiling: a timing error)" in text  # never shown as a result
     assert "- ast cannot be told apart from full training given the same time: -1.94 points" in text
+    assert "12.7 times" not in text  # 3 seeds
+    two = selection_results()
+    two["comparisons"][0].update(n=2, seeds=[0, 1])
+    assert "With 2 seeds a 95% interval is 12.7 times" in glance_markdown(two)
 
 
 def test_a_distillation_glance_counts_only_the_ablation_rows_that_acted():
