@@ -37,7 +37,7 @@ HEAD_PREFIXES = ("fc.", "head.", "classifier.")
 # torchvision's and torch.hub's convention: <name>-<leading hex digits of the file's sha256>.<ext>. Stricter than
 # torch.hub.HASH_REGEX, so that a browser's copy suffix ("resnet50-11ad3fa6 (1).pth") is still checked.
 HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})(?![0-9a-z])")
-# ImageNet class folders (n01440764): never hold weights; skipping them keeps the walk short where ImageNet-100's
+# ImageNet class folders (n + 8 digits): never hold weights; skipping them keeps the walk short where ImageNet-100's
 # 130,000 images are attached beside the weights.
 _CLASS_FOLDER = re.compile(r"n\d{8}")
 MAX_DEPTH = 9
