@@ -110,7 +110,7 @@ def run_notebook(experiment: str, preset: str, out: Path, data: str | None = Non
         raise FileNotFoundError(problem)
     out = out.resolve()  # papermill changes this process's folder to the notebook's while it runs
     out.mkdir(parents=True, exist_ok=True)
-    parameters = {"PRESET": preset, "OUT_DIR": str(out.resolve()), "DATA_DIR": _data_dir(data),
+    parameters = {"PRESET": preset, "OUT_DIR": str(out), "DATA_DIR": _data_dir(data),
                   **{k.upper(): v for k, v in parameters.items() if v is not None}}
     # The run writes a notebook of its own; it replaces the last good one only once it has finished, so a
     # refused or failed rerun leaves that one as it was (and its own as <name>.failed.ipynb).

@@ -100,7 +100,7 @@ def _accuracy(s: dict) -> str:
 def selection_glance(results: dict) -> list[str]:
     """CIFAR-10 / ImageNet-100: each method's accuracy, measured speed-up and samples backpropagated against full
     training; then every verdict, each rule's together."""
-    from .experiments.selection import parse_method
+    from .experiments.selection import ordered_comparisons
 
     top5 = any(s.get("test_top5_mean") is not None for s in results["summary"])
     rows = []
@@ -113,9 +113,7 @@ def selection_glance(results: dict) -> list[str]:
     header = ["method", "test accuracy (%)"] + (["top-5 (%)"] if top5 else []) + [
         "speed-up vs full (wall-clock)", "samples vs full"]
     comps = results.get("comparisons", [])
-    rules = [c["method"] for c in comps if parse_method(c["method"]).is_rule]
-    order = list(dict.fromkeys(rules + [c["method"] for c in comps]))
-    verdicts = [verdict_sentence(c) for m in order for c in comps if c["method"] == m]
+    verdicts = [verdict_sentence(c) for c in ordered_comparisons(results)]
     return [_table(header, rows), _verdict_block(verdicts, "comparison", _fewest_seeds(comps))]
 
 

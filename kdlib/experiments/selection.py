@@ -564,12 +564,18 @@ def describe(c: dict) -> str:
     return f"{m} is not shown lossless against full training at the same epochs{reason}: {_interval(c)}."
 
 
-def verdict_lines(results: dict) -> list[str]:
-    """The comparisons' sentences, each rule's three together (frontier, control, lossless), then the controls'."""
+def ordered_comparisons(results: dict) -> list[dict]:
+    """The comparisons in reading order: each rule's three together (frontier, control, lossless), then the
+    controls'."""
     comps = results.get("comparisons", [])
     rules = [c["method"] for c in comps if parse_method(c["method"]).is_rule]
     order = list(dict.fromkeys(rules)) + [c["method"] for c in comps if c["method"] not in rules]
-    return [c["text"] for m in dict.fromkeys(order) for c in comps if c["method"] == m]
+    return [c for m in dict.fromkeys(order) for c in comps if c["method"] == m]
+
+
+def verdict_lines(results: dict) -> list[str]:
+    """The comparisons' sentences, in ``ordered_comparisons``' order."""
+    return [c["text"] for c in ordered_comparisons(results)]
 
 
 # ---- results -----------------------------------------------------------------------------------------------------
@@ -655,5 +661,5 @@ __all__ = ["FRONTIER", "FRONTIER_METHODS", "SELECTION_RULES", "NON_INFERIORITY_P
            "control_of", "with_controls", "check_methods", "configure", "epochs_of", "method_config", "frontier_collisions",
            "matched_options", "make_objective", "record_fields", "interleaved_schedule", "schedule_length",
            "run_history", "run_all", "Pause", "pause_after", "frontier_points", "frontier_value",
-           "compare_with_frontier", "robust_seconds", "run_costs", "compare_paired", "comparisons", "verdict", "describe", "verdict_lines",
+           "compare_with_frontier", "robust_seconds", "run_costs", "compare_paired", "comparisons", "verdict", "describe", "ordered_comparisons", "verdict_lines",
            "results", "choose_rule"]
