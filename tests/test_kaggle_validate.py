@@ -246,6 +246,10 @@ def test_built_kernel_runs_as_kaggle_runs_it(tmp_path, monkeypatch, name):
     first_line = outputs_of(cells[[i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])][0] + 1])
     assert first_line.startswith(f"data: {dataset_name} from {attached} (found under {kaggle_input}); preset demo; "
                                  "device cpu (no CUDA GPU visible)\n")
+    # nbclient, as Kaggle runs it (no papermill), writes the results cell's update into the glance at the top
+    glance = next(c for c in cells if "glance" in c.metadata.get("tags", []))
+    shown = "".join(o.get("data", {}).get("text/markdown", "") for o in glance.outputs)
+    assert shown.startswith("## Results at a glance") and dataset_name in shown and "**Verdicts**" in shown
 
 
 def repository_copy(tmp_path: Path) -> Path:
