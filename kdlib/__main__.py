@@ -34,8 +34,12 @@ PRESETS = {"mnist-kd": ("demo", "cpu-real", "quick", "full"),
 CELL_TIMEOUTS = {"demo": 3600}
 DEFAULT_CELL_TIMEOUT = 12 * 3600
 
-# runtime.epoch_line's form (a test keeps the two equal): the lines `run` passes on to the terminal
-EPOCH_LINE = re.compile(r"^\[[^\]]+\] epoch \d+/\d+: ")
+# runtime.epoch_line's form (a test keeps the two equal): the lines `run` passes on to the terminal; a worker's
+# (seeds split over devices, kdlib.devices) come prefixed with its device, e.g. "[cuda:1] [ast seed 1] epoch 2/8: ..."
+EPOCH_LINE = re.compile(r"^(?:\[[^\]]+\] )?\[[^\]]+\] epoch \d+/\d+: ")
+
+# the experiments whose seeds --devices splits over devices (imagenet100-ast already spreads each run over every GPU)
+SEED_SPLIT_EXPERIMENTS = ("mnist-kd", "cifar10-ast")
 
 
 class _EpochLines:
@@ -183,7 +187,12 @@ def check_parameters(args, options) -> str | None:
     try:
         experiment_module(args.experiment).make_config(args.preset, seeds=args.seeds, progress=False,
                                                        **{name: getattr(args, name) for name in options})
-        if args.device is not None:
+        if args.devices is not None or args.threads is not None:
+            from . import devices
+
+            devices.select_devices(args.devices, args.device)
+            devices.check_threads(args.threads)
+        elif args.device is not None:
             runtime.select_device(args.device)
     except (ValueError, RuntimeError) as exc:
         return str(exc)
@@ -251,6 +260,12 @@ def _main(argv: list[str] | None = None) -> int:
                                     "then demo uses the embedded digits, quick and full download)")
     run.add_argument("--seeds", type=int, nargs="+", help="training seeds, distinct, from 0 to 2**32 - 1 (default: the preset's)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
+    run.add_argument("--devices", nargs="+", metavar="DEVICE",
+                     help="mnist-kd, cifar10-ast: split the seeds over these devices, each running every method on "
+                          "its seeds, e.g. cuda:0 cuda:1 (default: every visible GPU); cpu cpu: two CPU workers")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="mnist-kd, cifar10-ast: torch threads per worker (default: each worker's share of the "
+                          "cores; with one device, torch's default)")
     run.add_argument("--teacher-epochs", type=int, help=f"mnist-kd: the teacher's epochs (1 to {EPOCHS_BOUND})")
     run.add_argument("--student-epochs", type=int, help=f"mnist-kd: each student's epochs (1 to {EPOCHS_BOUND})")
     run.add_argument("--ablate", nargs="*", metavar="COMPONENT",
@@ -336,6 +351,11 @@ def _main(argv: list[str] | None = None) -> int:
         if args.ablate != ["none"]:
             parser.error(f"--ablate {' '.join(args.ablate)}: 'none' means no ablation, so it stands alone")
         args.ablate = []
+    if args.experiment not in SEED_SPLIT_EXPERIMENTS:
+        for name in ("devices", "threads"):
+            if getattr(args, name) is not None:
+                parser.error(f"--{name} does not apply to {args.experiment}: its runs already train data-parallel "
+                             "on every visible GPU (--device picks one)")
     problem = check_parameters(args, per_experiment)
     if problem:
         parser.error(problem)
@@ -352,6 +372,8 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         executed = run_notebook(args.experiment, args.preset, args.out, args.data, cell_timeout=args.cell_timeout,
                                 seeds=args.seeds, device=args.device,
+                                **({"devices": args.devices, "threads": args.threads}
+                                   if args.experiment in SEED_SPLIT_EXPERIMENTS else {}),
                                 **{name: getattr(args, name) for name in per_experiment})
     except KeyboardInterrupt:
         # The kernel is interrupted too, and the cell papermill was waiting on ends in an error nobody retrieves now:

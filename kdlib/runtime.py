@@ -269,9 +269,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def hardware_info(device: torch.device | None = None) -> dict:
-    """What ran: recorded in every results.json."""
-    device = device or select_device()
+def hardware_info(device: torch.device | list[torch.device] | None = None) -> dict:
+    """What ran: recorded in every results.json. ``device``: the one device, or the devices the seeds were split
+    over (``kdlib.devices``; then ``devices`` lists them, and ``device`` is the first)."""
+    devices = list(device) if isinstance(device, (list, tuple)) else None
+    device = (devices[0] if devices else device) or select_device()
     info = {
         "platform": detect_platform(),
         "device": str(device),
@@ -282,7 +284,10 @@ def hardware_info(device: torch.device | None = None) -> dict:
         "python": platform.python_version(),
         "cuda": torch.version.cuda,
         "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "torch_threads": torch.get_num_threads(),
     }
+    if devices and len(devices) > 1:
+        info["devices"] = [str(d) for d in devices]
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
         info["gpu_names"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -1,6 +1,7 @@
 """Every parameter is checked for type and range where it enters (the notebook's parameters cell through
 make_config, the CLI before a kernel starts), each with one line that names it; nothing is coerced."""
 
+import json
 import re
 
 import pytest
@@ -9,7 +10,9 @@ import torch
 from kdlib import runtime
 from kdlib.__main__ import main
 from kdlib.experiments import cifar10_ast, imagenet100_ast, mnist_kd
+from kdlib.experiments import NOTEBOOKS
 from kdlib.experiments.common import MAX_EPOCHS
+from kdlib.paths import NOTEBOOK_DIR
 
 EXPERIMENTS = (mnist_kd, cifar10_ast, imagenet100_ast)
 AST = (cifar10_ast, imagenet100_ast)
@@ -112,6 +115,10 @@ def test_devices_are_names_of_devices_here(device, message):
     (["mnist-kd", "--seeds", "0", "--ablation-seeds", "5"], r"from 1 to 1 \(how many of the seeds"),
     (["mnist-kd", "--teacher-epochs", "0"], r"TEACHER_EPOCHS \(--teacher-epochs\)=0"),
     (["mnist-kd", "--ablate", "none", "cache"], r"'none' means no ablation, so it stands alone"),
+    (["cifar10-ast", "--devices", "cpu", "gpu"], r"DEVICES \(--devices\)='gpu' is not a device"),
+    (["cifar10-ast", "--devices", "cpu", "--device", "cpu"], r"DEVICES=\['cpu'\] and DEVICE='cpu' are both set"),
+    (["mnist-kd", "--threads", "0"], r"THREADS \(--threads\)=0"),
+    (["imagenet100-ast", "--devices", "cpu", "cpu"], r"--devices does not apply to imagenet100-ast: its runs already"),
 ])
 def test_the_cli_refuses_bad_parameters_in_one_line_before_a_kernel_starts(tmp_path, capsys, monkeypatch, argv, message):
     import kdlib.__main__ as cli
@@ -124,6 +131,19 @@ def test_the_cli_refuses_bad_parameters_in_one_line_before_a_kernel_starts(tmp_p
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err  # the one error line, saying where --help is
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("experiment", ["mnist-kd", "cifar10-ast"])
+def test_devices_and_threads_reach_the_notebook(tmp_path, monkeypatch, experiment):
+    import kdlib.__main__ as cli
+
+    sent = {}
+    monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: sent.update(k) or (_ for _ in ()).throw(OSError("stop")))
+    assert main(["run", experiment, "--devices", "cpu", "cpu", "--threads", "1", "--out", str(tmp_path / "out")]) == 1
+    assert (sent["devices"], sent["threads"]) == (["cpu", "cpu"], 1)
+    notebook = json.loads((NOTEBOOK_DIR / NOTEBOOKS[experiment]).read_text())
+    parameters = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assert {"DEVICES = None", "THREADS = None"} <= {line.split("#")[0].strip() for line in parameters["source"]}
 
 
 def test_ablate_none_means_no_ablation_as_help_says(tmp_path, monkeypatch, capsys):

@@ -449,6 +449,13 @@ def device_int(tmp: Path):
     return library(lambda: runtime.select_device(0))
 
 
+@case("DEVICES = \"cuda:0 cuda:1\" in a notebook (one string, not a list)", r"DEVICES \(--devices\)='cuda:0 cuda:1' is not a list")
+def devices_string(tmp: Path):
+    from kdlib import devices
+
+    return library(lambda: devices.select_devices("cuda:0 cuda:1"))
+
+
 # ---- issue 21: data read as they are, or refused with the reason -------------------------------------------
 
 @case("CIFAR-10 image folders of 16-bit PNGs", r"read as 8-bit, scaled")

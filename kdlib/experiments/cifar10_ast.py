@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import runs, runtime
+from ..devices import devices_used
 from ..data.cifar import cifar10_source, load_cifar10
 from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import load_digits_images
@@ -178,9 +179,17 @@ def _save_trace(objective, folder: Path) -> str | None:
     return str(path) if path.exists() else None
 
 
-def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch.device,
-            progress: bool = True) -> tuple[list[dict], list[dict]]:
-    """Every method and seed of ``cfg``, interleaved epoch by epoch (``selection.run_all``)."""
+def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch.device | list[torch.device],
+            progress: bool = True, threads: int | None = None,
+            timeline_file: str = selection.TIMELINE_FILE) -> tuple[list[dict], list[dict]]:
+    """Every method and seed of ``cfg``, interleaved epoch by epoch (``selection.run_all``). ``device``: one device,
+    or a list (``kdlib.devices.select_devices``): with several, the seeds are split over them, each device running
+    its own interleaved schedule in a worker of ``threads`` torch threads (``selection.run_on_devices``)."""
+    devices = devices_used(device, cfg.seeds)
+    if len(devices) > 1:
+        return selection.run_on_devices(_run_seed_group, cfg.methods, cfg.seeds, devices, out_dir, cfg, data,
+                                        out_dir, progress, threads=threads)
+    device = devices[0]
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))  # one bar for all below
 
     def train_slice(method, seed, stop_after):
@@ -190,16 +199,25 @@ def run_all(cfg: CifarASTConfig, data: ImageSplits, out_dir: Path, device: torch
         model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans, **cfg.model_kwargs)
         common.warm_up(model, make_loaders(data, cfg.train, device)[0], cfg.train, device)
 
-    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress, warm_up)
+    return selection.run_all(cfg.methods, cfg.seeds, cfg.train.epochs, train_slice, out_dir, progress, warm_up,
+                             timeline_file)
 
 
-def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device,
+def _run_seed_group(seeds: list[int], device: torch.device, timeline_file: str, cfg: CifarASTConfig,
+                    data: ImageSplits, out_dir: Path, progress: bool) -> tuple[list[dict], list[dict]]:
+    """One device's share of the seeds (a worker of ``selection.run_on_devices``)."""
+    return run_all(dataclasses.replace(cfg, seeds=list(seeds)), data, out_dir, device, progress,
+                   timeline_file=timeline_file)
+
+
+def results(cfg: CifarASTConfig, data: ImageSplits, runs: list[dict], device: torch.device | list[torch.device],
             interleaved_epochs: list[dict] | None = None) -> dict:
     """results.json's content from the run records (``selection.results``): the summary with each method's measured
     cost against full training, and the comparisons (the frontier, the controls, non-inferiority; one Holm
     family). ``interleaved_epochs``: ``run_all``'s slices, kept as they ran."""
     extra = {} if interleaved_epochs is None else {"interleaved_epochs": interleaved_epochs}
-    return selection.results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
+    hardware = runtime.hardware_info(devices_used(device, cfg.seeds))
+    return selection.results(EXPERIMENT, cfg.preset, data.info(), hardware, runs, cfg.to_dict(),
                              labels=data.test_y.numpy(), **extra)
 
 

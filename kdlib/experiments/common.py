@@ -86,7 +86,7 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         record = {"method": method, "model": model_name, "params": count_parameters(model), "seed": config.seed,
                   "val_accuracy": result.best_val_accuracy, "val_loss": result.history[result.best_epoch]["val_loss"],
                   "best_epoch": result.best_epoch + 1, "train_seconds": result.train_seconds, "epochs": config.epochs,
-                  "history": result.history, "identity": identity}
+                  "history": result.history, "identity": identity, **where_trained(device)}
         runs.write_record(out_dir, record)
         return model, record
     precision = runtime.select_precision(device, config.amp)
@@ -114,9 +114,16 @@ def train_and_test(method: str, model_name: str, data: ImageSplits, config: Trai
         "test_labels": labels.tolist(),
         "history": result.history,
         "identity": identity,
+        **where_trained(device),
     }
     runs.write_record(out_dir, record)
     return model, record
+
+
+def where_trained(device: torch.device) -> dict:
+    """A record's device and torch thread count: with the seeds split over devices (``kdlib.devices``), each run
+    names where it trained."""
+    return {"device": str(device), "torch_threads": torch.get_num_threads()}
 
 
 def warm_up(model: nn.Module, loader, config: TrainConfig, device: torch.device, steps: int = 3) -> None:

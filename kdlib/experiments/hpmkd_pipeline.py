@@ -412,22 +412,25 @@ def plan_summary(decisions: dict) -> dict:
 
 
 def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None,
-                  seeds: list[int] | None = None) -> tuple[list[dict], dict]:
+                  seeds: list[int] | None = None, variant: dict | None = None,
+                  group: bool = False) -> tuple[list[dict], dict]:
     """Students of one variant for every seed: full HPM-KD (``removed`` None) or one component off, each with
     its plan (``variant_plan`` of ``decisions``, the full plan). Returns the run records and the variant's cost:
     the wall-clock of training the whole group of seeds (``student_seconds``, the time a user waits; also
     ``wall_seconds``), its plan's (``planning_seconds``), their sum (``total_seconds``), the same in student-epoch
     equivalents per student (``student_epochs``: the plan's, a student's training, and their sum), the cache's hits
-    and time saved, and what its plan was."""
+    and time saved, and what its plan was. ``variant``: its plan, made already (``variant_plan``); ``group``: these
+    seeds are one device's share (``kdlib.devices``), whose cost is kept apart (``cost_file``) until
+    ``merge_group_costs`` joins the groups."""
     method = method_name(removed)
     seeds = list(ctx.seeds if seeds is None else seeds)
     components = dict(ctx.settings.components)
     if removed:
         components[removed] = False
-    variant = variant_plan(ctx, decisions, removed)
+    variant = variant or variant_plan(ctx, decisions, removed)
     stages, temperature, alpha = variant["_stages"], variant["temperature"], variant["alpha"]
     cache = ctx.cache(components["cache"])
-    cost_path = ctx.out / "hpmkd" / f"cost-{method}.json"
+    cost_path = cost_file(ctx, method, seeds if group else None)
     already_done = all(runs.is_finished(ctx.out, method, seed) for seed in seeds)
     meter = meter_for(ctx.device)  # once around the group: concurrent students share the GPU
     if meter is not None:
@@ -453,6 +456,33 @@ def train_variant(ctx: HPMKDContext, decisions: dict, removed: str | None = None
         r.update(components=components, teachers=teachers, initial_temperature=temperature, alpha=alpha,
                  final_temperature=r["history"][-1].get("next_temperature", temperature))
     return records, cost
+
+
+def cost_file(ctx: HPMKDContext, method: str, group: list[int] | None = None) -> Path:
+    """Where a variant's cost is kept: one file per variant, and one per device's group of seeds while split."""
+    return ctx.out / "hpmkd" / (f"cost-{method}.json" if group is None else
+                                f"cost-{method}.seeds-{'-'.join(map(str, group))}.json")
+
+
+def merge_group_costs(ctx: HPMKDContext, costs: list[dict], devices: list, seeds: list[int]) -> dict:
+    """One variant's cost from its device groups' (``train_variant(group=True)``, in ``devices`` order): the wall-
+    clock a user waits is the slowest group's (the devices train at once), the students' compute the sum of the
+    groups' (device-seconds, the terms of a one-device run's), total = planning + that, energy summed over the
+    devices (None if any is unread); ``groups`` keeps each device's own. Written to the variant's cost file."""
+    first = costs[0]
+    energies = [c.get("energy_joules") for c in costs]
+    student = float(sum(c["wall_seconds"] for c in costs))
+    cache = {k: sum(c["cache"].get(k) or 0 for c in costs) for k in ("hits", "misses", "seconds_computing",
+                                                                    "seconds_saved")}
+    cache["hit_rate"] = cache["hits"] / (cache["hits"] + cache["misses"]) if cache["hits"] + cache["misses"] else None
+    merged = {**first, "seeds": list(seeds), "wall_seconds": max(c["wall_seconds"] for c in costs),
+              "student_seconds": student, "total_seconds": first["planning_seconds"] + student, "cache": cache,
+              "energy_joules": None if any(e is None for e in energies) else float(sum(energies)),
+              "energy_scope": "each device's group of seeds, summed",
+              "groups": [{"device": str(d), "seeds": c["seeds"], "wall_seconds": c["wall_seconds"],
+                          "energy_joules": c.get("energy_joules")} for d, c in zip(devices, costs)]}
+    atomic_write_json(merged, cost_file(ctx, first["method"]))
+    return merged
 
 
 COST_ONLY = ("parallel", "cache")
@@ -486,6 +516,6 @@ def idle_reason(component: str, full: dict, variant: dict, hpmkd_runs: list[dict
     return None
 
 
-__all__ = ["COMPONENTS", "REPLANNED", "COST_ONLY", "HPMKDContext", "HPMKDSettings", "method_name", "plan",
+__all__ = ["COMPONENTS", "REPLANNED", "COST_ONLY", "cost_file", "merge_group_costs", "HPMKDContext", "HPMKDSettings", "method_name", "plan",
            "variant_plan", "plan_summary", "train_variant", "train_chain", "student_teachers", "student_objective",
            "configuration_search", "training_subset", "forward_flops", "idle_reason"]

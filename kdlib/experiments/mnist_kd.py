@@ -3,10 +3,16 @@ with its ablation.
 
 The teacher (and HPM-KD's assistants) are trained once (seed ``seeds[0]``); each student method runs
 once per seed, so the spread over seeds is the students' own.
+
+Every function that trains takes one device, or a list of them (``kdlib.devices.select_devices``): with several,
+the teacher and every plan are made once on the first, and each student method's seeds are split over the
+devices (one worker per device, ``kdlib.devices.run_across``), its records merged in seed order as one device would
+give them.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .. import devices as device_split
 from .. import runtime
 from ..data.discovery import DataSource, embedded_source
 from ..data.mnist import DIGITS_NAME, load_digits_28, load_mnist, mnist_source
@@ -171,8 +178,27 @@ def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
     return dataclasses.replace(config, seed=seed)
 
 
+def _device_list(device) -> list[torch.device]:
+    return list(device) if isinstance(device, (list, tuple)) else [device]
+
+
+def _first(device) -> torch.device:
+    """Where the runs made once (the teacher, the plans) train: the one device, or the first of several."""
+    return _device_list(device)[0]
+
+
+def _portable(module: torch.nn.Module | None) -> torch.nn.Module | None:
+    """A CPU copy of ``module`` to hand to a worker, which moves it to its own device."""
+    return None if module is None else copy.deepcopy(module).cpu()
+
+
+def _portable_plan(plan: dict) -> dict:
+    return {**plan, "_stages": [dataclasses.replace(st, model=_portable(st.model)) for st in plan["_stages"]]}
+
+
 def train_teacher(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device):
-    return train_and_test("teacher", cfg.teacher_model, data, _seeded(cfg.teacher, cfg.seeds[0]), out_dir, device)
+    return train_and_test("teacher", cfg.teacher_model, data, _seeded(cfg.teacher, cfg.seeds[0]), out_dir,
+                          _first(device))
 
 
 # The KD students: plain KD at the configured T and alpha; KD at the (T, alpha) its search picked on validation
@@ -202,9 +228,35 @@ def train_student(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: P
     return train_and_test(method, cfg.student_model, data, config, out_dir, device, objective=objective)
 
 
+def train_students(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device, teacher=None,
+                   threads: int | None = None, **options) -> list[dict]:
+    """``train_student(method, ...)`` on every seed, in seed order (``options``: its temperature, alpha, epochs). With
+    several devices the seeds are split over them (``kdlib.devices``); the teacher's logit table is made here first,
+    once, so the workers read it from the cache as the second student of a one-device run would."""
+    devices = device_split.devices_used(device, cfg.seeds)
+    if len(devices) == 1:
+        return [train_student(method, cfg, data, out_dir, devices[0], seed, teacher, **options)[1] for seed in cfg.seeds]
+    if method != "direct" and teacher is not None:
+        teacher_source("teacher", teacher, data, _seeded(cfg.student, cfg.seeds[0]), devices[0],
+                       LogitCache(Path(out_dir) / "logit_cache"))
+    groups = device_split.partition_seeds(list(cfg.seeds), len(devices))
+    print(f"{method}: " + device_split.describe(devices, groups, threads))
+    outputs = device_split.run_across(_student_group, groups, devices, method, cfg, data, out_dir, _portable(teacher),
+                                      options, threads=threads)
+    by_seed = {r["seed"]: r for output in outputs if output for r in output}
+    return [by_seed[seed] for seed in cfg.seeds]
+
+
+def _student_group(seeds: list[int], device: torch.device, method: str, cfg: MnistKDConfig, data: ImageSplits,
+                   out_dir: Path, teacher, options: dict) -> list[dict]:
+    """One device's share of a student method's seeds (a worker of ``train_students``)."""
+    teacher = None if teacher is None else teacher.to(device)
+    return [train_student(method, cfg, data, out_dir, device, seed, teacher, **options)[1] for seed in seeds]
+
+
 def hpmkd_context(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device,
                   teacher: torch.nn.Module) -> hpmkd_pipeline.HPMKDContext:
-    return hpmkd_pipeline.HPMKDContext(data, Path(out_dir), device, teacher, cfg.student_model, cfg.student,
+    return hpmkd_pipeline.HPMKDContext(data, Path(out_dir), _first(device), teacher, cfg.student_model, cfg.student,
                                     cfg.temperature, cfg.alpha, cfg.hpmkd, list(cfg.seeds))
 
 
@@ -216,10 +268,10 @@ def tune_kd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.
 
 
 def train_kd_tuned(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher,
-                   search: dict) -> tuple[list[dict], dict]:
+                   search: dict, threads: int | None = None) -> tuple[list[dict], dict]:
     """``kd-tuned`` on every seed, at the T and alpha ``search`` (``tune_kd``) chose; its records and its cost."""
-    records = [train_student("kd-tuned", cfg, data, out_dir, device, seed, teacher, search["temperature"],
-                             search["alpha"])[1] for seed in cfg.seeds]
+    records = train_students("kd-tuned", cfg, data, out_dir, device, teacher, threads,
+                             temperature=search["temperature"], alpha=search["alpha"])
     return records, kd_cost("kd-tuned", records, search["seconds"], search["student_epochs"])
 
 
@@ -230,18 +282,18 @@ def kd_at_hpmkd_cost_epochs(hpmkd_cost: dict) -> int:
 
 
 def train_kd_at_hpmkd_cost(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher,
-                           hpmkd_cost: dict) -> tuple[list[dict], dict]:
+                           hpmkd_cost: dict, threads: int | None = None) -> tuple[list[dict], dict]:
     """``kd@hpmkd-cost`` on every seed: plain KD (the configured T and alpha) for ``kd_at_hpmkd_cost_epochs``, its
     schedule stretched to them. If HPM-KD is better only because it computed more, this row shows it."""
     epochs = kd_at_hpmkd_cost_epochs(hpmkd_cost)
-    records = [train_student("kd@hpmkd-cost", cfg, data, out_dir, device, seed, teacher, epochs=epochs)[1]
-               for seed in cfg.seeds]
+    records = train_students("kd@hpmkd-cost", cfg, data, out_dir, device, teacher, threads, epochs=epochs)
     return records, kd_cost("kd@hpmkd-cost", records)
 
 
 def kd_cost(method: str, records: list[dict], planning_seconds: float = 0.0, planning_epochs: float = 0.0) -> dict:
     """A student method's cost record, in the terms of HPM-KD's (``hpmkd_pipeline.train_variant``): its seeds
-    train one after another, so its training seconds are the sum of theirs."""
+    train one after another (or split over devices: device-seconds), so its training seconds are the sum of
+    theirs."""
     student_seconds = float(sum(r["train_seconds"] for r in records))
     epochs = records[0]["epochs"]
     return {"method": method, "seeds": [r["seed"] for r in records], "parallel": False,
@@ -256,21 +308,45 @@ def plan_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: tor
 
 
 def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher, decisions: dict,
-                removed: str | None = None) -> tuple[list[dict], dict]:
+                removed: str | None = None, threads: int | None = None) -> tuple[list[dict], dict]:
     """Full HPM-KD (``removed`` None) or HPM-KD without one component, on the ablation's seeds (every seed unless
-    ``ablation_seed_count`` says fewer)."""
+    ``ablation_seed_count`` says fewer). With several devices the variant is planned once, here, and its seeds
+    split over the devices; its cost merges the groups' (``hpmkd_pipeline.merge_group_costs``)."""
     seeds = cfg.seeds if removed is None or cfg.ablation_seed_count is None else cfg.seeds[:cfg.ablation_seed_count]
-    return hpmkd_pipeline.train_variant(hpmkd_context(cfg, data, out_dir, device, teacher), decisions, removed, seeds)
+    devices = device_split.devices_used(device, seeds)
+    ctx = hpmkd_context(cfg, data, out_dir, devices[0], teacher)
+    if len(devices) == 1:
+        return hpmkd_pipeline.train_variant(ctx, decisions, removed, seeds)
+    variant = hpmkd_pipeline.variant_plan(ctx, decisions, removed)
+    groups = device_split.partition_seeds(list(seeds), len(devices))
+    print(f"{hpmkd_pipeline.method_name(removed)}: " + device_split.describe(devices, groups, threads))
+    outputs = device_split.run_across(_hpmkd_group, groups, devices, cfg, data, out_dir, _portable(teacher),
+                                      {k: v for k, v in decisions.items() if k != "_stages"}, _portable_plan(variant),
+                                      removed, threads=threads)
+    used = [(d, output) for d, output in zip(devices, outputs) if output]
+    cost = hpmkd_pipeline.merge_group_costs(ctx, [output[1] for _, output in used], [d for d, _ in used], seeds)
+    by_seed = {r["seed"]: r for _, output in used for r in output[0]}
+    return [by_seed[seed] for seed in seeds], cost
+
+
+def _hpmkd_group(seeds: list[int], device: torch.device, cfg: MnistKDConfig, data: ImageSplits, out_dir: Path,
+                 teacher, decisions: dict, variant: dict, removed: str | None) -> tuple[list[dict], dict]:
+    """One device's share of an HPM-KD variant's seeds (a worker of ``train_hpmkd``)."""
+    variant = {**variant, "_stages": [dataclasses.replace(st, model=st.model.to(device)) for st in variant["_stages"]]}
+    ctx = hpmkd_context(cfg, data, out_dir, device, teacher.to(device))
+    return hpmkd_pipeline.train_variant(ctx, decisions, removed, list(seeds), variant=variant, group=True)
 
 
 def train_ablation(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: torch.device, teacher,
-                   decisions: dict, hpmkd_runs: list[dict], hpmkd_cost: dict) -> tuple[list[dict], list[dict]]:
+                   decisions: dict, hpmkd_runs: list[dict], hpmkd_cost: dict,
+                   threads: int | None = None) -> tuple[list[dict], list[dict]]:
     """HPM-KD without each component of ``cfg.ablate`` in turn (``train_hpmkd``): every variant's run records, and
     each variant's cost, which says (``nothing_to_do``) when the component had nothing to do in this run
     (``hpmkd_pipeline.idle_reason``; None: the row is a finding)."""
     runs, costs = [], []
     for component in cfg.ablate:
-        variant_runs, variant_cost = train_hpmkd(cfg, data, out_dir, device, teacher, decisions, removed=component)
+        variant_runs, variant_cost = train_hpmkd(cfg, data, out_dir, device, teacher, decisions, removed=component,
+                                                 threads=threads)
         variant_cost["component"] = component
         variant_cost["nothing_to_do"] = hpmkd_pipeline.idle_reason(component, hpmkd_cost["plan"], variant_cost["plan"],
                                                                    hpmkd_runs)
@@ -279,7 +355,7 @@ def train_ablation(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device:
     return runs, costs
 
 
-def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device,
+def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: torch.device | list[torch.device],
             decisions: dict | None = None, costs: list[dict] | None = None, **extra) -> dict:
     """results.json's content from the run records: the summary, the comparisons (``COMPARISONS``: each family
     Holm-corrected, each with its 95% interval), the ablation's comparisons with HPM-KD (``ablation_comparisons``)
@@ -290,8 +366,8 @@ def results(cfg: MnistKDConfig, data: ImageSplits, runs: list[dict], device: tor
         variant_costs = [c for c in costs if c["method"].startswith("hpmkd")]
         extra["hpmkd"] = {"plan": {k: v for k, v in decisions.items() if not k.startswith("_")}, "costs": variant_costs}
     extra["costs"] = costs
-    res = build_results(EXPERIMENT, cfg.preset, data.info(), runtime.hardware_info(device), runs, cfg.to_dict(),
-                        **extra)
+    hardware = runtime.hardware_info(device_split.devices_used(device, cfg.seeds))
+    res = build_results(EXPERIMENT, cfg.preset, data.info(), hardware, runs, cfg.to_dict(), **extra)
     present = {r["method"] for r in runs}
     res["comparisons"] = [c for family, pairs in COMPARISONS.items()
                           for c in compare_family(res, [p for p in pairs if set(p) <= present], family)]
@@ -328,6 +404,6 @@ def ablation_comparisons(results: dict, variant_costs: list[dict]) -> list[dict]
 
 
 __all__ = ["EXPERIMENT", "MnistKDConfig", "PRESETS", "make_config", "locate_data", "load_data", "train_teacher",
-           "train_student", "tune_kd", "train_kd_tuned", "train_kd_at_hpmkd_cost", "kd_at_hpmkd_cost_epochs", "kd_cost",
+           "train_student", "train_students", "tune_kd", "train_kd_tuned", "train_kd_at_hpmkd_cost", "kd_at_hpmkd_cost_epochs", "kd_cost",
            "plan_hpmkd", "train_hpmkd", "train_ablation", "results", "compare_family", "ablation_comparisons",
            "prepare_out_dir", "COMPONENTS", "KD_METHODS"]

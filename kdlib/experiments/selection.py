@@ -319,7 +319,7 @@ def _kept_timeline(path: Path) -> list[dict]:
 
 
 def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_dir: Path,
-            progress: bool = True, warm_up=None) -> tuple[list[dict], list[dict]]:
+            progress: bool = True, warm_up=None, timeline_file: str = TIMELINE_FILE) -> tuple[list[dict], list[dict]]:
     """Every method and seed, interleaved epoch by epoch (``interleaved_schedule``). ``train_slice(method, seed,
     stop_after)`` trains a run up to ``stop_after`` epochs (None: to its end, then tests it), resuming from its
     checkpoint, and returns its record once finished (else None). Finished runs are read back, not trained again.
@@ -327,11 +327,12 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
     (``common.warm_up``). Returns the records (``methods`` order, then seeds) and every epoch the folder's sessions
     trained ({method, seed, epoch, started, seconds, session}: seconds as the run measured them), kept in
     ``interleaved_epochs.json``: a rerun that reuses finished runs keeps the timeline of the sessions that trained
-    them, and a resumed one continues it (its ``started`` follow on from the last session's end)."""
+    them, and a resumed one continues it (its ``started`` follow on from the last session's end). ``timeline_file``:
+    where, in ``out_dir`` (a worker of ``run_on_devices`` keeps its own)."""
     from ..fileio import atomic_write_json
     from ..runtime import progress_bar, report_epoch
 
-    timeline_path = Path(out_dir) / TIMELINE_FILE
+    timeline_path = Path(out_dir) / timeline_file
     trained = _kept_timeline(timeline_path)
     session = 1 + max((t.get("session", 0) for t in trained), default=-1)
     offset = max((t["started"] + t["seconds"] for t in trained), default=0.0)
@@ -361,6 +362,40 @@ def run_all(methods: list[str], seeds: list[int], epochs: int, train_slice, out_
             for h in epochs_now:
                 report_epoch(f"{method} seed {seed}", h, epochs_of(method, epochs))
     return [records[(m, s)] for m in methods for s in seeds], trained
+
+
+def worker_timeline_file(seeds: list[int]) -> str:
+    """The timeline file of the worker that trains ``seeds`` (``run_on_devices``): one per seed group."""
+    return f"interleaved_epochs.seeds-{'-'.join(map(str, seeds))}.json"
+
+
+def _seed_group(seeds: list[int], device, run_group, *args):
+    return run_group(seeds, device, worker_timeline_file(seeds), *args)
+
+
+def run_on_devices(run_group, methods: list[str], seeds: list[int], devices: list, out_dir: Path, *args,
+                   threads: int | None = None) -> tuple[list[dict], list[dict]]:
+    """``seeds`` split over ``devices`` (``kdlib.devices``: round-robin, one worker process per device), each worker
+    running ``run_group(its_seeds, device, timeline_file, *args)``: ``run_all`` of every method on its seeds, its
+    own interleaved schedule, so every speed-up is a ratio measured on one device. Returns what ``run_all`` does
+    for the whole run: the records in ``methods`` order, then ``seeds`` order (as one process would give them), and
+    every worker's timeline, each epoch naming its ``device``, also written to ``interleaved_epochs.json``.
+    ``run_group`` must be importable (a module's function)."""
+    from .. import devices as device_split
+    from ..fileio import atomic_write_json
+
+    groups = device_split.partition_seeds(list(seeds), len(devices))
+    print(device_split.describe(devices, groups, threads or device_split.threads_per_worker(sum(map(bool, groups)))))
+    outputs = device_split.run_across(_seed_group, groups, devices, run_group, *args, threads=threads)
+    records, timeline = {}, []
+    for device, output in zip(devices, outputs):
+        if output is None:
+            continue
+        group_records, group_timeline = output
+        records.update({(r["method"], r["seed"]): r for r in group_records})
+        timeline += [{**t, "device": str(device)} for t in group_timeline]
+    atomic_write_json(timeline, Path(out_dir) / TIMELINE_FILE)
+    return [records[(m, s)] for m in methods for s in seeds], timeline
 
 
 class Pause(Exception):
