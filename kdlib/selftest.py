@@ -23,7 +23,7 @@ import torch.nn as nn
 from . import runtime
 
 TARGET = 0.3  # the AST rows' activation rate
-GPU_CHECKS = {"fp16", "bf16", "energy", "streams", "store gpu", "gpu decode", "nccl"}
+GPU_CHECKS = {"fp16", "bf16", "energy", "streams", "store gpu", "gpu decode", "nccl", "seeds on two gpus"}
 
 
 def _row(name: str, status: str, figure: str = "", reason: str = "", gpu: bool = False, **extra) -> dict:
@@ -380,6 +380,50 @@ def check_gloo(device):
                 + ("" if ok else "; the ranks' selection differs from one process's"))
 
 
+def _seed_group_run(seeds: list[int], device: torch.device) -> list[float]:
+    """A worker of the seed-split row: each seed's small net trained on fixed synthetic data; its accuracies."""
+    from .data.device_loader import DeviceLoader
+    from .evaluate import predict_logits
+    from .train import TrainConfig, fit
+
+    data, accuracies = _data(8192, 32), []
+    for seed in seeds:
+        config = TrainConfig(epochs=6, batch_size=256, lr=0.05, warmup_epochs=0, progress=False, seed=seed)
+        torch.manual_seed(seed)
+        model = _net(64)
+        fit(model, data, config, None, device)
+        mean, std = data.channel_stats()
+        loader = DeviceLoader(data.test_x, data.test_y, 256, device, mean, std)
+        logits, labels = predict_logits(model, loader, runtime.select_precision(device, config.amp))
+        accuracies.append(float((logits.argmax(1) == labels).float().mean()))
+    return accuracies
+
+
+def check_seeds_on_two_gpus(device):
+    """Two seeds split over two GPUs (``kdlib.devices``, as mnist-kd and cifar10-ast do) against both on one: the
+    wall-clock of each (worker start-up included) and the seeds' accuracies, which must agree."""
+    from .devices import run_across
+
+    name = "two seeds on two GPUs (seeds split over devices) against both on one"
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if count < 2:
+        return _row(name, "skipped", reason=f"needs two GPUs (found {count})", gpu=True)
+    gpus = [torch.device("cuda:0"), torch.device("cuda:1")]
+    t0 = time.perf_counter()
+    (one,) = run_across(_seed_group_run, [[0, 1]], gpus[:1])
+    one_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    split = [a for part in run_across(_seed_group_run, [[0], [1]], gpus) for a in part]
+    two_seconds = time.perf_counter() - t0
+    gap = max(abs(a - b) for a, b in zip(one, split))
+    ok = gap <= 0.02  # the same seeds; cuDNN may pick other kernels on the other GPU
+    return _row(name, "pass" if ok else "fail",
+                f"one GPU {one_seconds:.1f} s, two GPUs {two_seconds:.1f} s ({one_seconds / two_seconds:.2f}x); "
+                f"accuracies {[round(a, 4) for a in one]} vs {[round(a, 4) for a in split]}",
+                "" if ok else "a seed's accuracy differs between one GPU and two by more than 0.02", gpu=True,
+                one_gpu_seconds=one_seconds, two_gpu_seconds=two_seconds)
+
+
 def run(device: str | torch.device | None = None, out: str | Path | None = None, progress=print) -> dict:
     """Every check on ``device`` (default: a GPU when there is one); writes ``out/selftest.json``."""
     device = runtime.select_device(str(device) if device is not None else None)
@@ -399,6 +443,7 @@ def run(device: str | torch.device | None = None, out: str | Path | None = None,
         ("store cpu", lambda: None if cuda else check_store(device)),
         ("gpu decode", lambda: check_gpu_decode(device)),
         ("nccl", lambda: check_nccl(device)), ("gloo", lambda: check_gloo(device)),
+        ("seeds on two gpus", lambda: check_seeds_on_two_gpus(device)),
     ]
     rows, t_all = [], time.perf_counter()
     for label, check in checks:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-GPU_ROWS = ("fp16 autocast", "bf16 autocast", "NVML energy", "CUDA streams", "crops on the GPU", "two-rank NCCL")
+GPU_ROWS = ("fp16 autocast", "bf16 autocast", "NVML energy", "CUDA streams", "crops on the GPU", "two-rank NCCL",
+            "two seeds on two GPUs")
 
 
 @pytest.fixture(scope="module")
