@@ -110,6 +110,8 @@ def test_imagenet_demo_uses_attached_imagenet_and_its_own_store(input_root, tmp_
     data = imagenet100_ast.load_data(cfg, out_dir=tmp_path / "out", source=source, workers=1)
     assert data.info["name"] == source.name and data.info["n_test"] == 6
     assert Path(data.info["store"]["train"]).name == "imagenet100-36px-train"  # never the digits' store
+    # which decoder wrote it, and how many files it left to PIL, are reported (no GPU here: PIL, none left)
+    assert (data.info["store"]["decoder"], data.info["store"]["pil_fallback"]) == ("pil-draft", 0)
 
 
 def test_the_device_part_of_the_line_says_why(monkeypatch):

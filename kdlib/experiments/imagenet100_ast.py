@@ -233,7 +233,9 @@ def load_data(cfg: ImageNetASTConfig, data_dir: str | Path | None = None, store_
     train_rows = np.setdiff1d(valid, select_rows)
     info = {**index.info(), "name": name, "n_train": int(len(train_rows)), "n_val": int(len(select_rows)),
             "n_test": int(len(val.valid_indices)), "skipped_unreadable": len(train.skipped) + len(val.skipped),
-            "store": {"size": cfg.store_size, "train": str(train.folder), "val": str(val.folder)},
+            "store": {"size": cfg.store_size, "train": str(train.folder), "val": str(val.folder),
+                      # which decoder wrote the pixels (nvJPEG on a GPU, else PIL), and how many files nvJPEG left to PIL
+                      "decoder": train.decoder, "pil_fallback": train.pil_fallback + val.pil_fallback},
             "val_is": f"{cfg.selection_per_class} training images per class, held out to pick the best epoch",
             "test_is": "the data set's validation folder, used once per run"}
     copies = image_store.copies_between(train, val)
