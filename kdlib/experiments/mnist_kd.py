@@ -98,8 +98,9 @@ def _presets() -> dict[str, MnistKDConfig]:
     # 90 minutes, as estimated from single timed epochs (benchmarks/mnist_calibration_pieces.py, on the shared
     # 60,000 images): an epoch of the student costs about 110 s, the timm teacher's about the same, and the
     # one-assistant chain's assistant (width 2.58, 1.75M parameters) 6.4 times the student's FLOPs. So students train
-    # 1 epoch, and the plan trains on shares of the split. Its run on the 60,000 images: docs/mnist-kd.md, "Calibration
-    # on real MNIST" (benchmarks/results_cpu_mnist_real.txt).
+    # 1 epoch, and the plan trains on shares of the split. Its run on the 60,000 images took 60 minutes alone on the 2
+    # cores, the whole ablation included (an epoch of the student: about 75 s): docs/mnist-kd.md, "Calibration on
+    # real MNIST" (benchmarks/results_cpu_mnist_real.txt).
     cpu_real = MnistKDConfig(
         "cpu-real", "mnist", [0, 1, 2],
         teacher=TrainConfig(epochs=2, batch_size=128, lr=0.05, warmup_epochs=0.2),
