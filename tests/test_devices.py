@@ -78,7 +78,8 @@ def test_cifar_seeds_split_over_two_cpu_workers_equal_one_device(tmp_path):
     split, timeline = cifar10_ast.run_all(cfg, data, tmp_path / "two", [CPU, CPU], progress=False, threads=1)
     _same_runs(split, single)
     # each worker ran its own interleaved schedule, and the merged timeline names where each epoch trained
-    assert {(t["seed"], t["device"]) for t in timeline} == {(0, "cpu"), (1, "cpu")}
+    assert {(t["seed"], t["device"], t["worker"]) for t in timeline} == {(0, "cpu", "cpu worker 0"),
+                                                                        (1, "cpu", "cpu worker 1")}
     assert json.loads((tmp_path / "two" / selection.TIMELINE_FILE).read_text()) == timeline
     for seeds in ([0], [1]):
         kept = json.loads((tmp_path / "two" / selection.worker_timeline_file(seeds)).read_text())

@@ -379,7 +379,7 @@ def run_on_devices(run_group, methods: list[str], seeds: list[int], devices: lis
     running ``run_group(its_seeds, device, timeline_file, *args)``: ``run_all`` of every method on its seeds, its
     own interleaved schedule, so every speed-up is a ratio measured on one device. Returns what ``run_all`` does
     for the whole run: the records in ``methods`` order, then ``seeds`` order (as one process would give them), and
-    every worker's timeline, each epoch naming its ``device``, also written to ``interleaved_epochs.json``.
+    every worker's timeline, each epoch naming its ``device`` and ``worker``, also written to ``interleaved_epochs.json``.
     ``run_group`` must be importable (a module's function)."""
     from .. import devices as device_split
     from ..fileio import atomic_write_json
@@ -388,12 +388,12 @@ def run_on_devices(run_group, methods: list[str], seeds: list[int], devices: lis
     print(device_split.describe(devices, groups, threads or device_split.threads_per_worker(sum(map(bool, groups)))))
     outputs = device_split.run_across(_seed_group, groups, devices, run_group, *args, threads=threads)
     records, timeline = {}, []
-    for device, output in zip(devices, outputs):
+    for k, (device, output) in enumerate(zip(devices, outputs)):
         if output is None:
             continue
         group_records, group_timeline = output
         records.update({(r["method"], r["seed"]): r for r in group_records})
-        timeline += [{**t, "device": str(device)} for t in group_timeline]
+        timeline += [{**t, "device": str(device), "worker": device_split.worker_label(device, k)} for t in group_timeline]
     atomic_write_json(timeline, Path(out_dir) / TIMELINE_FILE)
     return [records[(m, s)] for m in methods for s in seeds], timeline
 

@@ -241,10 +241,22 @@ def plot_epoch_timeline(slices: list[dict], path=None):
     interleaved methods met the same conditions."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 3.2))
+    # seeds split over devices (kdlib.devices): each device's epochs ran at once with the others', on its own clock
+    places = list(dict.fromkeys(s.get("worker") for s in slices))
+    markers = dict(zip(places, "o^sD"))
+    shapes = {"o": "circles", "^": "triangles", "s": "squares", "D": "diamonds"}
     for method in dict.fromkeys(s["method"] for s in slices):
-        mine = [s for s in slices if s["method"] == method]
-        ax.scatter([s["started"] for s in mine], [s["seconds"] for s in mine], s=10, label=method)
-    ax.set(xlabel="time since the runs started (s)", ylabel="epoch seconds", title="epochs as they ran (interleaved)")
+        colour = None
+        for place in places:
+            mine = [s for s in slices if s["method"] == method and s.get("worker") == place]
+            if mine:
+                dots = ax.scatter([s["started"] for s in mine], [s["seconds"] for s in mine], s=10,
+                                  marker=markers.get(place, "o"), color=colour, label=method if colour is None else None)
+                colour = dots.get_facecolor()[0]
+    title = "epochs as they ran (interleaved)"
+    if len(places) > 1:
+        title += ": " + ", ".join(f"{shapes[m]} {p}" for p, m in markers.items()) + ", at once"
+    ax.set(xlabel="time since the runs started (s)", ylabel="epoch seconds", title=title)
     if slices:
         ax.legend(fontsize=7, ncol=3)
     return _save(fig, path)
