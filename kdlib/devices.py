@@ -48,8 +48,10 @@ def select_devices(devices=None, device: str | None = None) -> list[torch.device
     for name in devices:
         try:
             chosen.append(select_device(name))
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("DEVICE (--device)", "DEVICES (--devices)")) from None
+        except (ValueError, RuntimeError) as exc:  # DEVICE's line, said of DEVICES
+            said = str(exc).replace("DEVICE (--device)", "DEVICES (--devices)")
+            raise type(exc)(said.replace("DEVICE=", "DEVICES (--devices) entry ").replace(
+                "set DEVICES (--devices) entry None", "set DEVICES=None")) from None
     gpus = [d for d in chosen if d.type != "cpu"]
     gpus = [torch.device(d.type, d.index if d.index is not None else 0) for d in gpus]
     if len(set(gpus)) != len(gpus):

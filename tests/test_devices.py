@@ -47,6 +47,13 @@ def test_devices_are_checked_in_one_line():
     assert devices.check_threads(None) is None and devices.check_threads(3) == 3
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_gpus_named_where_there_are_none_are_refused_as_devices_entries():
+    with pytest.raises(RuntimeError, match=r"DEVICES \(--devices\) entry 'cuda:0' was asked for but no CUDA GPU is "
+                                           r"visible.*or set DEVICES=None to run on the CPU"):
+        devices.select_devices(["cuda:0", "cuda:1"])
+
+
 def _comparable(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in WHERE_AND_WHEN}
 
