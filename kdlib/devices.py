@@ -13,7 +13,6 @@ depend on how many devices there were.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue as queue_module
 import sys
@@ -52,12 +51,12 @@ def select_devices(devices=None, device: str | None = None) -> list[torch.device
             said = str(exc).replace("DEVICE (--device)", "DEVICES (--devices)")
             raise type(exc)(said.replace("DEVICE=", "DEVICES (--devices) entry ").replace(
                 "set DEVICES (--devices) entry None", "set DEVICES=None")) from None
+    chosen = [torch.device("cuda", d.index or 0) if d.type == "cuda" else d for d in chosen]  # 'cuda' is cuda:0
     gpus = [d for d in chosen if d.type != "cpu"]
-    gpus = [torch.device(d.type, d.index if d.index is not None else 0) for d in gpus]
     if len(set(gpus)) != len(gpus):
         raise ValueError(f"DEVICES (--devices)={list(devices)!r} names a GPU twice: each GPU trains its own seeds "
                          "once (two workers on one GPU would share it and time each other)")
-    return [torch.device(d.type, d.index if d.index is not None else 0) if d.type == "cuda" else d for d in chosen]
+    return chosen
 
 
 def partition_seeds(seeds: list[int], count: int) -> list[list[int]]:
@@ -68,11 +67,15 @@ def partition_seeds(seeds: list[int], count: int) -> list[list[int]]:
     return [list(seeds[k::count]) for k in range(count)]
 
 
+def as_list(devices) -> list:
+    """One device, or a list of them, as a list."""
+    return list(devices) if isinstance(devices, (list, tuple)) else [devices]
+
+
 def devices_used(devices, seeds) -> list:
     """The devices that get seeds (``partition_seeds`` gives the first ``len(seeds)``); one device (or one
     seed) trains in this process, as before there were several."""
-    devices = list(devices) if isinstance(devices, (list, tuple)) else [devices]
-    return devices[:max(1, len(seeds))]
+    return as_list(devices)[:max(1, len(seeds))]
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -152,36 +155,26 @@ def worker_label(device: torch.device, worker: int) -> str:
     return f"cpu worker {worker}" if torch.device(device).type == "cpu" else str(device)
 
 
-@contextlib.contextmanager
-def _package_on_path():
-    """Spawned workers import kdlib afresh: the same copy as this process (a Kaggle bundle's), not another."""
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, previous) if p)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
-
-
-def run_across(fn, groups: list[list[int]], devices: list[torch.device], *args, threads: int | None = None) -> list:
+def run_across(fn, groups: list[list[int]], devices: list[torch.device], *args, threads: int | None = None,
+               label: str | None = None) -> list:
     """``fn(group, device, *args)`` in one spawned worker per device with a non-empty group, all at once; returns
     their results in ``devices`` order (None for a device with no seeds). ``fn`` must be importable (defined in a
-    module). Each worker sets its torch threads to ``threads`` (None: its share of the cores). Its printed lines
+    module). First it prints which device trains which seeds (``describe``, after ``label``). Each worker sets its
+    torch threads to ``threads`` (None: its share of the cores). Its printed lines
     come back here prefixed with its device (``[cuda:1] [ast seed 1] epoch ...``). A worker that fails raises
     RuntimeError here, naming the device and its last line; an interrupt stops every worker (each run keeps its
     last checkpoint)."""
     import torch.multiprocessing as mp
 
+    from .distributed import package_on_path
+
     busy = [k for k, group in enumerate(groups) if group]
     threads = threads or threads_per_worker(len(busy))
+    print((f"{label}: " if label else "") + describe(devices, groups, threads), flush=True)
     context = mp.get_context("spawn")
     lines = context.Queue()
     errors: dict[int, str] = {}
-    with tempfile.TemporaryDirectory() as out_dir, _package_on_path():
+    with tempfile.TemporaryDirectory() as out_dir, package_on_path():
         workers = {k: context.Process(target=_worker_main, args=(k, fn, groups[k], str(devices[k]), args, threads,
                                                                  lines, out_dir)) for k in busy}
         try:
@@ -215,5 +208,5 @@ def run_across(fn, groups: list[list[int]], devices: list[torch.device], *args, 
                 for k in range(len(devices))]
 
 
-__all__ = ["prepare", "select_devices", "devices_used", "partition_seeds", "threads_per_worker", "check_threads", "describe", "run_across",
+__all__ = ["prepare", "select_devices", "as_list", "devices_used", "partition_seeds", "threads_per_worker", "check_threads", "describe", "run_across",
            "worker_label"]

@@ -15,8 +15,8 @@ equals one process's on the global batch. On GPUs BatchNorm becomes SyncBatchNor
 
 from __future__ import annotations
 
+import contextlib
 import copy
-
 import os
 import socket
 import tempfile
@@ -129,6 +129,22 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, out_dir: str
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def package_on_path():
+    """Spawned processes import kdlib afresh: make sure they find the same copy as this process (Kaggle's bundle).
+    Set for the spawn only: this process's environment is left as it was."""
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, previous) if p)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
 def launch(fn, world_size: int | None = None, *args, backend: str | None = None) -> list:
     """Run ``fn(rank, world_size, *args)`` on ``world_size`` ranks (default: every GPU, else 1) and return
     the ranks' results in rank order. A rank that fails raises here, with its traceback."""
@@ -136,18 +152,7 @@ def launch(fn, world_size: int | None = None, *args, backend: str | None = None)
 
     world_size = world_size or max(1, torch.cuda.device_count())
     backend = backend or ("nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world_size else "gloo")
-    # Spawned ranks import kdlib afresh: make sure they find the same copy as this process (Kaggle's bundle).
-    # (set for the spawn only: this process's environment is left as it was)
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, previous) if p)
-    try:
-        with tempfile.TemporaryDirectory() as out_dir:
-            mp.start_processes(_rank_main, args=(world_size, _free_port(), backend, out_dir, fn, args),
-                               nprocs=world_size, join=True, start_method="spawn")
-            return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
-    finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
+    with package_on_path(), tempfile.TemporaryDirectory() as out_dir:
+        mp.start_processes(_rank_main, args=(world_size, _free_port(), backend, out_dir, fn, args),
+                           nprocs=world_size, join=True, start_method="spawn")
+        return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=False) for r in range(world_size)]

@@ -272,8 +272,8 @@ def cpu_name() -> str:
 def hardware_info(device: torch.device | list[torch.device] | None = None) -> dict:
     """What ran: recorded in every results.json. ``device``: the one device, or the devices the seeds were split
     over (``kdlib.devices``; then ``devices`` lists them, and ``device`` is the first)."""
-    devices = list(device) if isinstance(device, (list, tuple)) else None
-    device = (devices[0] if devices else device) or select_device()
+    devices = list(device) if isinstance(device, (list, tuple)) else [device]
+    device = devices[0] or select_device()
     info = {
         "platform": detect_platform(),
         "device": str(device),
@@ -286,7 +286,7 @@ def hardware_info(device: torch.device | list[torch.device] | None = None) -> di
         "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "torch_threads": torch.get_num_threads(),
     }
-    if devices and len(devices) > 1:
+    if len(devices) > 1:
         info["devices"] = [str(d) for d in devices]
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)

@@ -383,7 +383,7 @@ def check_gloo(device):
 def _seed_group_run(seeds: list[int], device: torch.device) -> list[float]:
     """A worker of the seed-split row: each seed's small net trained on fixed synthetic data; its accuracies."""
     from .data.device_loader import DeviceLoader
-    from .evaluate import predict_logits
+    from .evaluate import loss_and_accuracy, predict_logits
     from .train import TrainConfig, fit
 
     data, accuracies = _data(8192, 32), []
@@ -395,7 +395,7 @@ def _seed_group_run(seeds: list[int], device: torch.device) -> list[float]:
         mean, std = data.channel_stats()
         loader = DeviceLoader(data.test_x, data.test_y, 256, device, mean, std)
         logits, labels = predict_logits(model, loader, runtime.select_precision(device, config.amp))
-        accuracies.append(float((logits.argmax(1) == labels).float().mean()))
+        accuracies.append(loss_and_accuracy(logits, labels)[1])
     return accuracies
 
 

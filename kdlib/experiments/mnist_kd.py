@@ -179,13 +179,9 @@ def _seeded(config: TrainConfig, seed: int) -> TrainConfig:
     return dataclasses.replace(config, seed=seed)
 
 
-def _device_list(device) -> list[torch.device]:
-    return list(device) if isinstance(device, (list, tuple)) else [device]
-
-
 def _first(device) -> torch.device:
     """Where the runs made once (the teacher, the plans) train: the one device, or the first of several."""
-    return _device_list(device)[0]
+    return device_split.as_list(device)[0]
 
 
 def _portable(module: torch.nn.Module | None) -> torch.nn.Module | None:
@@ -241,9 +237,8 @@ def train_students(method: str, cfg: MnistKDConfig, data: ImageSplits, out_dir: 
         teacher_source("teacher", teacher, data, _seeded(cfg.student, cfg.seeds[0]), devices[0],
                        LogitCache(Path(out_dir) / "logit_cache"))
     groups = device_split.partition_seeds(list(cfg.seeds), len(devices))
-    print(f"{method}: " + device_split.describe(devices, groups, threads))
     outputs = device_split.run_across(_student_group, groups, devices, method, cfg, data, out_dir, _portable(teacher),
-                                      options, threads=threads)
+                                      options, threads=threads, label=method)
     by_seed = {r["seed"]: r for output in outputs if output for r in output}
     return [by_seed[seed] for seed in cfg.seeds]
 
@@ -320,10 +315,9 @@ def train_hpmkd(cfg: MnistKDConfig, data: ImageSplits, out_dir: Path, device: to
         return hpmkd_pipeline.train_variant(ctx, decisions, removed, seeds)
     variant = hpmkd_pipeline.variant_plan(ctx, decisions, removed)
     groups = device_split.partition_seeds(list(seeds), len(devices))
-    print(f"{hpmkd_pipeline.method_name(removed)}: " + device_split.describe(devices, groups, threads))
     outputs = device_split.run_across(_hpmkd_group, groups, devices, cfg, data, out_dir, _portable(teacher),
                                       {k: v for k, v in decisions.items() if k != "_stages"}, _portable_plan(variant),
-                                      removed, threads=threads)
+                                      removed, threads=threads, label=hpmkd_pipeline.method_name(removed))
     used = [(d, output) for d, output in zip(devices, outputs) if output]
     cost = hpmkd_pipeline.merge_group_costs(ctx, [output[1] for _, output in used], [d for d, _ in used], seeds)
     by_seed = {r["seed"]: r for _, output in used for r in output[0]}

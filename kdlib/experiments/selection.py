@@ -385,7 +385,6 @@ def run_on_devices(run_group, methods: list[str], seeds: list[int], devices: lis
     from ..fileio import atomic_write_json
 
     groups = device_split.partition_seeds(list(seeds), len(devices))
-    print(device_split.describe(devices, groups, threads or device_split.threads_per_worker(sum(map(bool, groups)))))
     outputs = device_split.run_across(_seed_group, groups, devices, run_group, *args, threads=threads)
     records, timeline = {}, []
     for k, (device, output) in enumerate(zip(devices, outputs)):
